@@ -1,0 +1,197 @@
+"""The one CLI. Every command takes the same config (YAML + ``--set key=value``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Fine-tune small LLMs into safe medical Q&A assistants.")
+console = Console()
+
+ConfigArg = typer.Argument(..., help="YAML config file.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.learning_rate=1e-4 (repeatable).")
+
+
+def _config(path: Path | None, overrides: list[str] | None):
+    from medtune.config import ConfigError, load_config
+
+    try:
+        return load_config(path, overrides)
+    except ConfigError as e:
+        console.print(f"[red]config error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def command(fn):
+    """Register a command whose expected failures (bad data, bad model reference) print one line."""
+    import functools
+
+    from medtune.data.errors import DataError
+    from medtune.models import ModelError
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, ModelError, FileNotFoundError) as e:
+            _fail(str(e))
+
+    return app.command(fn.__name__.rstrip("_"))(wrapper)
+
+
+@command
+def prepare(config: Path = ConfigArg, set: Optional[list[str]] = SetOpt):
+    """Load, clean and split the data; write train/eval JSONL and a data card into the run directory."""
+    cfg = _config(config, set)
+    _prepare(cfg)
+
+
+def _prepare(cfg):
+    from medtune.data import prepare as data_prepare
+    from medtune.rundir import RunDir
+
+    run = RunDir.create(cfg)
+    prepared = data_prepare.prepare(cfg.data)
+    data_prepare.write(prepared, run.data)
+    split = prepared.card["split"]
+    console.print(f"prepared {split['train']} train / {split['eval']} eval records → {run.data}")
+    return run
+
+
+@command
+def train(
+    config: Path = ConfigArg,
+    set: Optional[list[str]] = SetOpt,
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint in the run directory."),
+):
+    """Train a LoRA/QLoRA adapter (prepares the data first if the run has none)."""
+    from medtune.rundir import RunDir
+    from medtune.train import train as run_train
+
+    cfg = _config(config, set)
+    run = RunDir(cfg.run_dir)
+    if not (run.data / "train.jsonl").exists():
+        run = _prepare(cfg)
+    else:
+        RunDir.create(cfg)
+    result = run_train(cfg, run, resume=resume)
+    console.print(f"trained {result.steps} steps in {result.seconds:.0f}s, train loss {result.train_loss:.4f} → {run.adapter}")
+
+
+@command
+def eval_(config: Path = typer.Argument(..., help="YAML config or run directory."), set: Optional[list[str]] = SetOpt):
+    """Evaluate base vs fine-tuned on the held-out split; write eval/report.json and report.md."""
+    from medtune.evaluate import evaluate
+    from medtune.rundir import RunDir
+
+    run = RunDir(config) if config.is_dir() else None
+    cfg = run.load_config() if run else _config(config, set)
+    run = run or RunDir(cfg.run_dir)
+    report = evaluate(cfg, run)
+    summary_table(report)
+
+
+@command
+def run(config: Path = ConfigArg, set: Optional[list[str]] = SetOpt):
+    """prepare → train → evaluate, with a summary table at the end."""
+    from medtune.evaluate import evaluate
+    from medtune.train import train as run_train
+
+    start = time.time()
+    cfg = _config(config, set)
+    console.rule(f"[bold]medtune run: {cfg.name}")
+    console.print("[bold]1/3 prepare")
+    rundir = _prepare(cfg)
+    console.print("[bold]2/3 train")
+    result = run_train(cfg, rundir)
+    console.print(f"trained {result.steps} steps in {result.seconds:.0f}s (train loss {result.train_loss:.4f})")
+    console.print("[bold]3/3 evaluate")
+    report = evaluate(cfg, rundir)
+    total = time.time() - start
+    rundir.update_manifest(wall_seconds=round(total, 1))
+    summary_table(report)
+    console.print(f"run directory: {rundir.path}  ({total / 60:.1f} min)")
+
+
+def summary_table(report: dict) -> None:
+    from medtune.evaluate import METRICS
+
+    res = report["results"]
+    table = Table(title="base vs fine-tuned (held-out split)")
+    table.add_column("metric")
+    names = [n for n in ("base", "finetuned") if n in res]
+    for n in names:
+        table.add_column(n, justify="right")
+    if len(names) == 2:
+        table.add_column("change", justify="right")
+    lower_better = {"eval_loss", "perplexity"}
+    for m in METRICS:
+        vals = [res[n].get(m) for n in names]
+        if any(v is None for v in vals):
+            continue
+        cells = [f"{v:.4f}" for v in vals]
+        if len(names) == 2:
+            delta = vals[1] - vals[0]
+            good = delta < 0 if m in lower_better else delta > 0
+            cells.append(f"[{'green' if good else 'red'}]{delta:+.4f}[/]")
+        table.add_row(m, *cells)
+    console.print(table)
+
+
+@command
+def ask(
+    question: Optional[str] = typer.Argument(None, help="The question (omit with --input)."),
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
+    input: Optional[Path] = typer.Option(None, help="JSONL with 'id' and 'prompt' per line (batch mode)."),
+    output: Optional[Path] = typer.Option(None, help="Where batch answers go (JSONL: id, prompt, answer, triage)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail settings."),
+    set: Optional[list[str]] = SetOpt,
+):
+    """Answer one question, or a JSONL file of prompts, with guardrails before and after the model."""
+    from medtune.ask import answer_all, read_prompts
+    from medtune.generate import load_generator
+
+    if (question is None) == (input is None):
+        _fail("give either a question or --input FILE")
+    if input is not None and output is None:
+        _fail("--input needs --output")
+    base_cfg = _config(config, set) if (config or set) else None
+    items = read_prompts(input) if input else [{"id": "1", "prompt": question}]
+    generator, cfg = load_generator(model, cfg=base_cfg)
+    if base_cfg is not None:  # explicit settings win over the run's own
+        cfg = cfg.model_copy(update={"generation": base_cfg.generation, "guardrails": base_cfg.guardrails})
+    results = answer_all(generator, cfg, items, progress=input is not None)
+    if output is None:
+        r = results[0]
+        if r["triage"] != "general":
+            console.print(f"[yellow]triage: {r['triage']}[/yellow]")
+        console.print(r["answer"])
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    console.print(f"{len(results)} answers → {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""The one config schema. YAML files, ``--set key=value`` overrides and the Python API all
+build the same ``RunConfig``; defaults live here and nowhere else.
+
+Every field has its meaning on the line under it (as LitGPT's ``args.py`` does).
+Validation errors come out as one line naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medtune.guardrails import GuardrailsConfig
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a careful, friendly medical information assistant. Give clear, accurate, general health "
+    "information in plain language. You do not diagnose or prescribe. In an emergency, tell the person "
+    "to call their local emergency number first. Encourage people to see a doctor or pharmacist for "
+    "personal advice."
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m-instruct"
+    """Base model: built-in name, local .gguf file, local HF directory, or Hugging Face id."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) for Hugging Face ids."""
+    quantization: Literal["none", "4bit", "8bit"] = "4bit"
+    """'4bit' = QLoRA (NF4, double quantization, bitsandbytes); 'none' = plain LoRA."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Compute dtype of the base model and of 4-bit matmuls; 'auto' = bfloat16 on a GPU, float32 on
+    a CPU (CPUs without AVX512-BF16 run bf16 matmuls several times slower than fp32)."""
+
+    def resolved_dtype(self) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() else "float32"
+
+
+class LoraConfig(Section):
+    r: int = Field(16, gt=0)
+    """LoRA rank."""
+    alpha: int = Field(32, gt=0)
+    """LoRA scaling numerator (scale = alpha / r, or alpha / sqrt(r) with rslora)."""
+    dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on the LoRA branch."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module names to adapt, or 'all-linear'."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA scaling (alpha / sqrt(r))."""
+    layers: list[int] | None = None
+    """Adapt only these decoder layers (None = all); backpropagation stops below the lowest one."""
+
+
+class SourceConfig(Section):
+    kind: str = "generic"
+    """Adapter name (generic, chatdoctor, medquad, medqa, medmcqa, pubmedqa, reasoning, notechat, flashcards, builtin)."""
+    path: str
+    """Local file/dir, Hugging Face dataset id, or 'starter' for the built-in starter set."""
+    fields: dict[str, str] = {}
+    """Field mapping for generic files: question/answer/id/reasoning -> column name."""
+    options: dict[str, Any] = {}
+    """Adapter-specific options (e.g. strip_boilerplate, answer_format, split)."""
+    count: int | None = Field(None, gt=0)
+    """Take at most this many records from the source (seeded sample)."""
+    weight: float | None = Field(None, gt=0)
+    """Relative share in the mixture (alternative to count)."""
+    license: str | None = None
+    """Licence tag override."""
+
+
+class DataConfig(Section):
+    sources: list[SourceConfig] = [SourceConfig(kind="builtin", path="starter")]
+    """Where records come from."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """Persona system prompt put before every conversation (training, eval, ask)."""
+    template: Literal["chat", "alpaca", "reasoning"] = "chat"
+    """'chat' = the model's own chat template; 'alpaca' = ### System/Instruction/Response; 'reasoning' = chat with <think>."""
+    eval_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of records held out for evaluation (stable hash of the record id)."""
+    eval_max: int | None = Field(None, gt=0)
+    """Cap on held-out records."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """Bad rows: stop with an error naming file/line/field, or skip and count them in the data card."""
+    min_answer_chars: int = Field(0, ge=0)
+    """Drop records whose answer is shorter."""
+    max_answer_chars: int | None = Field(None, gt=0)
+    """Drop records whose answer is longer."""
+    scrub_pii: bool = False
+    """Replace emails, phone numbers, URLs and names in greetings/sign-offs with placeholders."""
+    dedupe: bool = True
+    """Drop exact duplicates (normalised hash), within and across sources."""
+    near_dedupe: bool = True
+    """Also drop near-duplicates (MinHash LSH)."""
+    dedupe_threshold: float = Field(0.85, gt=0, le=1)
+    """Jaccard similarity above which two records are near-duplicates."""
+    decontaminate: list[str] = []
+    """Benchmark files (MCQ test sets) whose questions must not appear in training; the run's own
+    held-out questions are always checked."""
+    decontaminate_ngram: int = Field(13, gt=0)
+    """Word n-gram length for the overlap test."""
+    seed: int = 42
+    """Seed for sampling and the split."""
+
+
+class TrainConfig(Section):
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the training set (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1 = use epochs)."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate."""
+    batch_size: int = Field(4, gt=0)
+    """Per-device micro-batch size."""
+    grad_accum: int = Field(1, gt=0)
+    """Gradient accumulation steps."""
+    max_seq_length: int = Field(512, gt=8)
+    """Longer examples are truncated."""
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    """Share of steps spent warming up the learning rate."""
+    lr_scheduler: str = "cosine"
+    """transformers scheduler name (linear, cosine, constant, ...)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    optim: str = "adamw_torch"
+    """transformers optimizer name."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory."""
+    logging_steps: int = Field(5, gt=0)
+    """Log the loss every N steps."""
+    eval_steps: int | None = None
+    """Evaluate every N steps (None = at the end only)."""
+    save_steps: int | None = None
+    """Checkpoint every N steps (None = only the final adapter)."""
+    save_total_limit: int = 2
+    """Checkpoints kept on disk."""
+    report_to: list[str] = ["tensorboard"]
+    """Trackers (tensorboard, mlflow, wandb) passed to the trainer's report_to."""
+    seed: int = 42
+    """Training seed (init, dropout, data order)."""
+    packing: bool = False
+    """Pack examples into full rows without padding (padding-free, attention kept per example)."""
+    group_by_length: bool = False
+    """Batch examples of similar length together to cut padding."""
+    threads: int | None = None
+    """torch CPU threads (None = torch default)."""
+
+
+class GenerationConfig(Section):
+    temperature: float = Field(0.3, ge=0)
+    """Sampling temperature; 0 = greedy."""
+    top_p: float = Field(0.9, gt=0, le=1)
+    """Nucleus sampling."""
+    repetition_penalty: float = Field(1.1, gt=0)
+    """>1 discourages repeats."""
+    max_new_tokens: int = Field(512, gt=0)
+    """Longest answer in tokens."""
+    batch_size: int = Field(8, gt=0)
+    """Prompts generated together (left padding)."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+class EvalConfig(Section):
+    max_samples: int | None = Field(None, gt=0)
+    """Held-out records whose answers are generated for ROUGE (None = all)."""
+    max_new_tokens: int = Field(128, gt=0)
+    """Answer length for evaluation generations."""
+    temperature: float = Field(0.0, ge=0)
+    """Evaluation decoding temperature (0 = greedy, reproducible)."""
+    compare_base: bool = True
+    """Also evaluate the base model on the same items."""
+
+
+class RunConfig(Section):
+    name: str = "run"
+    """Run name; the run directory is output_dir/name."""
+    output_dir: str = "runs"
+    """Parent directory of run directories."""
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    generation: GenerationConfig = GenerationConfig()
+    eval: EvalConfig = EvalConfig()
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+class ConfigError(ValueError):
+    """One line naming the file and the offending key."""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults), apply ``key.sub=value`` overrides, validate."""
+    data: dict[str, Any] = {}
+    where = "<defaults>"
+    if path is not None:
+        where = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{where}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{where}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping of sections at the top level")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.sub=value")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "", item)
+    return validate(data, where)
+
+
+def validate(data: dict[str, Any], where: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in err and err["type"] != "missing":
+            msg = f"{msg} (got {err['input']!r})"
+        more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise ConfigError(f"{where}: {key}: {msg}{more}") from None
+
+
+def _set_dotted(data: dict, key: str, value: Any, item: str) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config (every default spelled out) as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))

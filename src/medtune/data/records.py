@@ -1,0 +1,44 @@
+"""The one record type every data source produces.
+
+Adapters (one per corpus, in ``medtune.data.sources``) map their corpus onto
+``Record``; the rest of the pipeline (filters, templates, training, evaluation)
+never knows where a record came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Record:
+    id: str
+    """Stable identifier, unique within its source (used for the deterministic split)."""
+    source: str
+    """Name of the corpus or file the record came from."""
+    question: str
+    """The user's turn (for multi-turn records: the first user turn)."""
+    answer: str
+    """The reference assistant answer (for multi-turn records: the last assistant turn)."""
+    reasoning: str | None = None
+    """Optional chain of thought, rendered in ``<think>`` or dropped by the template."""
+    messages: list[dict[str, str]] | None = None
+    """Full multi-turn dialogue (``role``/``content``); when set it wins over question/answer."""
+    license: str = "unknown"
+    """Licence tag of the source corpus."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Anything else worth keeping (category, original index, answer letter…)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Record":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def dialogue(self) -> list[dict[str, str]]:
+        """The conversation without a system prompt: explicit messages or question/answer."""
+        if self.messages:
+            return [dict(m) for m in self.messages]
+        return [{"role": "user", "content": self.question}, {"role": "assistant", "content": self.answer}]

