@@ -29,6 +29,7 @@ def tiny_overrides(tmp: Path, name: str = "tiny") -> list[str]:
         "lora.r=4",
         "lora.alpha=8",
         "eval.max_samples=2",
+        "eval.base_precision=full",
         "eval.max_new_tokens=8",
         "generation.max_new_tokens=8",
     ]

@@ -63,24 +63,37 @@ class LoraConfig(Section):
 
 class SourceConfig(Section):
     kind: str = "generic"
-    """Adapter name (generic, chatdoctor, medquad, medqa, medmcqa, pubmedqa, reasoning, notechat, flashcards, builtin)."""
+    """Adapter name (generic, chatdoctor, medquad, medqa, medmcqa, pubmedqa, reasoning, notechat, flashcards, builtin, replay)."""
     path: str
-    """Local file/dir, Hugging Face dataset id, or 'starter' for the built-in starter set."""
+    """Local file/dir, Hugging Face dataset id, 'starter' for the built-in starter set; for replay, an earlier run dir, its data/ dir or a train.jsonl."""
     fields: dict[str, str] = {}
     """Field mapping for generic files: question/answer/id/reasoning -> column name."""
     options: dict[str, Any] = {}
     """Adapter-specific options (e.g. strip_boilerplate, answer_format, split)."""
     count: int | None = Field(None, gt=0)
-    """Take at most this many records from the source (seeded sample)."""
+    """Records this source puts into the mixture: a seeded sample drawn after cleaning (every record when it has fewer, unless replace)."""
     weight: float | None = Field(None, gt=0)
-    """Relative share in the mixture (alternative to count)."""
+    """Relative share in the mixture: weighted sources split data.total minus the other sources' records, or, without data.total, make the largest mixture in these proportions that repeats no record."""
+    fraction: float | None = Field(None, gt=0, le=1)
+    """Seeded sample of this share of the records loaded (0 < f <= 1); for replay, the share of the earlier stage's training mixture."""
+    replace: bool = False
+    """Let count or weight ask for more records than the source has: every record repeats, then a seeded sample for the rest (copies get ids '<id>#2'...)."""
     license: str | None = None
     """Licence tag override."""
+
+    @model_validator(mode="after")
+    def _one_share(self) -> "SourceConfig":
+        asked = [name for name in ("count", "weight", "fraction") if getattr(self, name) is not None]
+        if len(asked) > 1:
+            raise ValueError(f"give one of count, weight or fraction, not {' and '.join(asked)}")
+        return self
 
 
 class DataConfig(Section):
     sources: list[SourceConfig] = [SourceConfig(kind="builtin", path="starter")]
     """Where records come from."""
+    total: int | None = Field(None, gt=0)
+    """Total records in the mixture: each weighted source gets round(left * w / sum(w)), left = total minus the unweighted sources' records; more than a source has is an error unless it sets replace."""
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     """Persona system prompt put before every conversation (training, eval, ask)."""
     template: Literal["chat", "alpaca", "reasoning"] = "chat"
@@ -95,6 +108,12 @@ class DataConfig(Section):
     """Drop records whose answer is shorter."""
     max_answer_chars: int | None = Field(None, gt=0)
     """Drop records whose answer is longer."""
+    min_question_chars: int = Field(1, ge=0)
+    """Drop records whose question is shorter."""
+    max_tokens: int | None = Field(None, gt=0)
+    """Drop records longer than this many tokens (estimated as characters / 4 at prepare time)."""
+    language: str | None = None
+    """Keep only records that look like this language ('en'; a cheap heuristic), None = no check."""
     scrub_pii: bool = False
     """Replace emails, phone numbers, URLs and names in greetings/sign-offs with placeholders."""
     dedupe: bool = True
@@ -110,6 +129,12 @@ class DataConfig(Section):
     """Word n-gram length for the overlap test."""
     seed: int = 42
     """Seed for sampling and the split."""
+
+    @model_validator(mode="after")
+    def _total_needs_weights(self) -> "DataConfig":
+        if self.total is not None and not any(src.weight is not None for src in self.sources):
+            raise ValueError("total needs at least one source with a weight (it is shared among the weighted sources)")
+        return self
 
 
 class TrainConfig(Section):
@@ -179,6 +204,10 @@ class EvalConfig(Section):
     """Evaluation decoding temperature (0 = greedy, reproducible)."""
     compare_base: bool = True
     """Also evaluate the base model on the same items."""
+    base_precision: Literal["as_trained", "full"] = "as_trained"
+    """'as_trained' = the base as it was trained on (4-bit for QLoRA); 'full' = the de-quantized base in
+    model.dtype with the adapter on top, as the exported merged model runs (much faster on a CPU,
+    where bitsandbytes de-quantizes every weight at every decoding step)."""
 
 
 class RunConfig(Section):

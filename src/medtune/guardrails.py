@@ -221,61 +221,211 @@ _RX_DRUGS = (
 )
 _DOSE_ASK = r"(?:how (?:much|many)|what (?:dose|dosage|amount|strength|number)|which (?:dose|strength|dosage)|how many (?:mg|milligrams|pills|tablets|capsules|units)|(?:right|correct|safe|usual|starting|max(?:imum)?|daily) (?:dose|dosage|amount)|dose of|dosage (?:of|for)|how often (?:should|can|do) i)"
 
+
+def _any(*alternatives: str) -> str:
+    """One regex matching any of the alternatives (written one per line for readability)."""
+    return "|".join(alternatives)
+
+
+# Rules run on normalised text (lower case, plain apostrophes). Each is (name, regex); a hit
+# gives its label with score 1.0 and the reason "rule:<label>:<name>". They aim at situations
+# and requests, not topics: "what are the signs of a stroke?" must stay general, which is why
+# emergency and crisis rules are skipped for impersonal educational questions (is_educational).
 RULES: dict[str, list[tuple[str, str]]] = {
     "emergency": [
         ("chest_pain_spreading", r"\b(?:chest|breastbone|sternum)\b[^.?!]{0,60}\b(?:arm|jaw|neck|shoulder|sweat\w*|clammy|short of breath|can't breathe|breathless|nause\w*|faint\w*|dizz\w*)"),
-        ("chest_crushing", r"\b(?:crushing|squeezing|heavy|severe|vice-?like|vise-?like|tight(?:ening)?|pressure)\b[^.?!]{0,25}\b(?:chest|breastbone|sternum)\b|\b(?:chest|breastbone|sternum)\b[^.?!]{0,25}\b(?:crush\w*|squeez\w*|vice|vise|elephant)"),
-        ("heart_attack_now", r"\b(?:having|had|is having|am having|i'm having|it's) a heart attack\b|\bheart attack (?:right )?now\b"),
+        ("chest_crushing", _any(
+            r"\b(?:crushing|squeezing|heavy|severe|vice-?like|vise-?like|tight(?:ening)?|pressure)\b[^.?!]{0,25}\b(?:chest|breastbone|sternum)\b",
+            r"\b(?:chest|breastbone|sternum)\b[^.?!]{0,25}\b(?:crush\w*|squeez\w*|vice|vise|elephant)",
+        )),
+        ("heart_attack_now", _any(
+            r"\b(?:having|had|is having|am having|i'm having|it's) a heart attack\b",
+            r"\bheart attack (?:right )?now\b",
+        )),
         ("face_droop", r"\b(?:face|mouth|smile|eyelid|cheek)\b[^.?!]{0,30}\b(?:droop\w*|sag\w*|lopsided|uneven|fallen|drop\w*)"),
-        ("slurred_speech", r"\bslurr\w*|\b(?:speech|words|talking|speaking) (?:is |are )?(?:garbled|jumbled|slurred|gibberish)"),
-        ("one_side_weak", r"\b(?:can't|cannot|unable to) (?:move|lift|raise|feel) (?:his|her|my|their|one|the) (?:left |right )?(?:arm|leg|side|hand)|\b(?:numb\w*|weak\w*|paraly\w*|dead)\b[^.?!]{0,20}\b(?:one side|left side|right side|half (?:of )?(?:his|her|my|the) (?:body|face))"),
+        ("slurred_speech", _any(
+            r"\bslurr\w*",
+            r"\b(?:speech|words|talking|speaking) (?:is |are )?(?:garbled|jumbled|slurred|gibberish)",
+        )),
+        ("one_side_weak", _any(
+            r"\b(?:can't|cannot|unable to) (?:move|lift|raise|feel) (?:his|her|my|their|one|the) (?:left |right )?(?:arm|leg|side|hand)",
+            r"\b(?:numb\w*|weak\w*|paraly\w*|dead)\b[^.?!]{0,20}\b(?:one side|left side|right side|half (?:of )?(?:his|her|my|the) (?:body|face))",
+        )),
         ("stroke_now", r"\b(?:having|had|is having) a stroke\b"),
-        ("not_breathing", r"\b(?:can't|cannot|can not|unable to|struggling to|barely) breath\w*|\b(?:not|isn't|stopped|no longer) breathing\b|\bgasping\b|\b(?:lips|face|skin) (?:are |is )?(?:turning )?(?:blue|grey|gray)\b|\bturning blue\b"),
-        ("choking", r"\b(?:is|he's|she's|i'm|am|baby is|kid is) choking\b|\bchoking on\b"),
-        ("anaphylaxis", r"\bthroat\b[^.?!]{0,20}\b(?:closing|swell\w*|swollen|tight\w*)|\b(?:tongue|lips|face)\b[^.?!]{0,25}\b(?:swell\w*|swollen|puff\w*)\b[^.?!]{0,60}\b(?:breath\w*|wheez\w*|throat|sting|stung|allerg\w*|peanut|nut|shellfish)|\banaphyla\w*|\bused (?:his|her|my|the) epi-?pen"),
-        ("unresponsive", r"\b(?:unconscious|unresponsive|won't wake|will not wake|can't wake|cannot wake|not waking up|passed out and|no pulse|collapsed|slumped|hard to (?:wake|rouse)|barely (?:responding|responsive|conscious|awake)|not responding|(?:is|she's|he's|went|gone|goes|looks|and) (?:all )?limp)\b"),
-        ("severe_bleeding", r"\bbleed\w*[^.?!]{0,30}\b(?:won't|will not|doesn't|does not|can't|isn't) stop|\b(?:spurting|gushing|pouring|pumping|squirting)\b[^.?!]{0,15}\bblood|\bblood\b[^.?!]{0,15}\b(?:spurting|gushing|pouring|pumping|everywhere)|\bsoak\w* (?:through )?[^.?!]{0,20}\b(?:towels?|bandages?|cloths?)"),
-        ("overdose_taken", r"\b(?:overdosed|overdosing|od'd|took an overdose|taken an overdose)\b|\bempty (?:pill|tablet|medicine) (?:bottle|packet|box)|\b(?:took|taken|swallowed|downed|ate|drank|had|popped)\b[^.?!]{0,30}\b(?:whole|entire|full|all (?:of )?(?:my|the|his|her)|bottle|pack(?:et)?|box|handful|\d{2,}|a lot of|lots of|too many|too much|a bunch of|dozens?)\b[^.?!]{0,30}\b(?:pills|tablets|capsules|meds|medication|medicine|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|insulin|oxy\w*|opioids?|heroin|fentanyl|sleeping|painkillers)"),
+        ("not_breathing", _any(
+            r"\b(?:can't|cannot|can not|unable to|struggling to|barely) breath\w*",
+            r"\b(?:not|isn't|stopped|no longer) breathing\b",
+            r"\bgasping\b",
+            r"\b(?:lips|face|skin) (?:are |is )?(?:turning )?(?:blue|grey|gray)\b",
+            r"\bturning blue\b",
+        )),
+        ("choking", _any(
+            r"\b(?:is|he's|she's|i'm|am|baby is|kid is) choking\b",
+            r"\bchoking on\b",
+        )),
+        ("anaphylaxis", _any(
+            r"\bthroat\b[^.?!]{0,20}\b(?:closing|swell\w*|swollen|tight\w*)",
+            r"\b(?:tongue|lips|mouth)\b[^.?!]{0,25}\b(?:swell\w*|swollen|puff\w*)\b[^.?!]{0,60}\b(?:breath\w*|wheez\w*|gasp\w*|sting|stung|allerg\w*|peanuts?|nuts?|shellfish)",
+            r"\b(?:face|eyes?|eyelids)\b[^.?!]{0,25}\b(?:swell\w*|swollen|puff\w*)\b[^.?!]{0,60}\b(?:breath\w*|wheez\w*|gasp\w*|pant\w*|throat|can't swallow)",
+            r"\b(?:sting|stung|bitten|allerg\w*|peanuts?|nuts?|shellfish|shrimp|prawns?)\b[^.?!]{0,60}(?:\b(?:tongue|lips|mouth|throat)\b[^.?!]{0,20}\b(?:swell\w*|swollen|puff\w*)|\b(?:swell\w*|swollen) shut)\b",
+            r"\banaphyla\w*",
+            r"\bused (?:his|her|my|the) epi-?pen",
+        )),
+        ("unresponsive", r"\b(?:unconscious|unresponsive|(?<!\bi )(?:won't|will not) wake|can't wake|cannot wake|not waking up|passed out and|no pulse|collapsed|slumped|hard to (?:wake|rouse)|barely (?:responding|responsive|conscious|awake)|can't get (?:him|her|them) to (?:respond|wake)|not responding|(?:is|she's|he's|went|gone|goes|looks|and) (?:all )?limp)\b"),
+        ("severe_bleeding", _any(
+            r"\b(?:bleed\w*|blood)\b[^.?!]{0,30}\b(?:won't|will not|doesn't|does not|can't|isn't|not) (?:stop|slow)",
+            r"\b(?:spurting|gushing|pouring|pumping|squirting)\b[^.?!]{0,15}\bblood",
+            r"\bblood\b[^.?!]{0,15}\b(?:spurting|gushing|pouring|pumping|everywhere)",
+            r"\bsoak\w* (?:through )?[^.?!]{0,20}\b(?:towels?|bandages?|cloths?)",
+        )),
+        ("overdose_taken", _any(
+            r"\b(?:overdosed|overdosing|od'd|took an overdose|taken an overdose)\b",
+            r"\bempty (?:pill|tablet|medicine) (?:bottle|packet|box)",
+            r"\b(?:took|taken|swallowed|downed|ate|drank|had|popped)\b[^.?!]{0,30}\b(?:whole|entire|full|all (?:of )?(?:my|the|his|her)|bottle|pack(?:et)?|box|handful|\d{2,}|a lot of|lots of|a load of|loads of|heaps of|several|too many|too much|a bunch of|dozens?)\b[^.?!]{0,30}\b(?:pills|tablets|capsules|meds|medication|medicine|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|insulin|oxy\w*|opioids?|heroin|fentanyl|sleeping|painkillers)",
+        )),
         ("poison_swallowed", r"\b(?:swallowed|drank|drunk|ate|eaten|ingested|got into|chewed|licked|sipped)\b[^.?!]{0,40}\b(?:bleach|detergent|pods?|drain cleaner|antifreeze|button batter\w*|batter(?:y|ies)|rat poison|poison|pesticide|weed ?killer|lighter fluid|lamp oil|cleaning (?:fluid|products?|spray)|dishwasher|laundry|mushrooms?|berries|magnets?|iron pills|vitamins|bottle of)"),
-        ("seizure", r"\bseiz\w*[^.?!]{0,40}\b(?:minutes|won't stop|not stopping|keeps? going|still)\b|\b(?:having|has had|is having) (?:a )?(?:seizure|fit|convulsions?)\b|\bconvulsing\b|\bseizing\b"),
-        ("thunderclap_headache", r"\bworst headache\b|\bthunderclap\b"),
+        ("seizure", _any(
+            r"\bseiz\w*[^.?!]{0,40}\b(?:minutes|won't stop|not stopping|keeps? going|still)\b",
+            r"\b(?:having|has had|is having) (?:a )?(?:seizure|fit|convulsions?)\b",
+            r"\bconvulsing\b",
+            r"\bseizing\b",
+        )),
+        ("thunderclap_headache", _any(
+            r"\bworst headache\b",
+            r"\bthunderclap\b",
+        )),
         ("blood_vomit", r"\b(?:vomit\w*|throwing up|coughing up|puking|spitting up)\b[^.?!]{0,30}\bblood\b"),
         ("head_injury", r"\b(?:hit|banged|bumped|knocked|smashed|struck) (?:his|her|my|their) head\b[^.?!]{0,80}\b(?:confus\w*|vomit\w*|throwing up|unconscious|passed out|won't wake|drowsy|seiz\w*)"),
-        ("meningitis_signs", r"\brash\b[^.?!]{0,30}\b(?:doesn't|does not|won't|didn't) fade|\bstiff neck\b[^.?!]{0,40}\b(?:fever|rash)|\b(?:fever|rash)\b[^.?!]{0,40}\bstiff neck"),
-        ("drowning", r"\bdrown\w*|\bface down in (?:the )?(?:\w+ )?(?:pool|water|bath|pond|lake|river)"),
-        ("snake_bite", r"\b(?:bitten by a|bit by a) (?:\w+ )?snake|\bsnake ?bite"),
-        ("vision_loss", r"\b(?:sudden(?:ly)?|all of a sudden)\b[^.?!]{0,20}\b(?:lost|losing|loss of|can't see|blind)|\b(?:vision|sight) in (?:one|my|his|her) (?:\w+ )?eye\b[^.?!]{0,15}\b(?:went|is going|has gone|gone) (?:dark|black|blank|out)"),
-        ("severe_burn", r"\b(?:severe|third[- ]degree|bad) burns?\b|\bburn\w* (?:over|on) (?:most|half|a large part) of"),
+        ("meningitis_signs", _any(
+            r"\brash\b[^.?!]{0,30}\b(?:doesn't|does not|won't|didn't) fade",
+            r"\bstiff neck\b[^.?!]{0,40}\b(?:fever|rash)",
+            r"\b(?:fever|rash)\b[^.?!]{0,40}\bstiff neck",
+        )),
+        ("drowning", _any(
+            r"\bdrown\w*",
+            r"\bface down in (?:the )?(?:\w+ )?(?:pool|water|bath|pond|lake|river)",
+        )),
+        ("snake_bite", _any(
+            r"\b(?:bitten by a|bit by a) (?:\w+ )?snake",
+            r"\bsnake ?bite",
+        )),
+        ("vision_loss", _any(
+            r"\b(?:sudden(?:ly)?|all of a sudden)\b[^.?!]{0,20}\b(?:lost|losing|loss of|can't see|blind)",
+            r"\b(?:vision|sight) in (?:one|my|his|her) (?:\w+ )?eye\b[^.?!]{0,15}\b(?:went|is going|has gone|gone) (?:dark|black|blank|out)",
+        )),
+        ("severe_burn", _any(
+            r"\b(?:severe|third[- ]degree|bad) burns?\b",
+            r"\bburn\w* (?:over|on) (?:most|half|a large part) of",
+        )),
         ("emergency_now", r"\b(?:medical emergency|call(?:ed)? (?:an )?ambulance|heart (?:has )?stopped)\b"),
     ],
     "crisis": [
-        ("kill_self", r"\b(?:kill|killing|end|ending|off) (?:myself|yourself|herself|himself|themselves)\b|\bkms\b"),
-        ("suicide", r"\bsuicid\w*"),
-        ("end_life", r"\b(?:end|ending|take|taking) (?:my|her|his|their) (?:own )?life\b|\bend it all\b|\bmake it all (?:end|stop)\b"),
-        ("want_to_die", r"\b(?:wants?|wanted|wanting|wanna|wish|wishes|wishing|ready) (?:to|i (?:was|were)|i could) (?:die|be dead|not (?:be )?(?:alive|here|exist\w*))\b|\bdon't want to (?:be alive|live|exist|wake up|be here|go on)\b|\b(?:want|wish|hope|pray)\w*\b[^.?!]{0,30}\b(?:never|not) (?:to )?wake up\b|\b(?:to|and|so (?:that )?(?:i|she|he|they)) never wake up\b|\b(?:stop|quit) (?:existing|living|being alive)\b|\b(?:disappear|vanish|be gone) (?:forever|for good|permanently)\b|\b(?:sleep|asleep|rest) (?:forever|for ever|permanently)\b|\beternal sleep\b"),
-        ("no_reason", r"\bno (?:reason|point) (?:to|in) (?:live|living|going on|being alive)\b|\bbetter off (?:dead|without me|if i (?:was|were) gone)\b|\bcan't go on\b"),
-        ("goodbye_notes", r"\b(?:goodbye|suicide|farewell) (?:letters?|notes?)\b|\bgiving (?:away )?(?:my|all my) (?:things|stuff|belongings) away\b"),
-        ("self_harm", r"\bself[- ]?harm\w*|\b(?:been|keep|kept|started|start|urge to|want to|thinking about|can't stop) (?:cutting|burning|hurting|harming|scratching) (?:myself|herself|himself|themselves|my (?:arms?|legs?|wrists?|skin))|\bcut (?:myself|my (?:arms?|wrists?|legs?)) on purpose|\b(?:knife|blade|razor|scissors|lighter|broken glass|compass|needle|nails)\b[^.?!]{0,30}\b(?:into|against|across|on|over|along) my (?:skin|arms?|thighs?|legs?|wrists?|stomach|body|hands?)\b"),
-        ("method_self", r"\b(?:painless|quickest|easiest|fastest|quietest|best|surest) way (?:to|for me to) (?:die|end (?:it|my life)|kill myself|go|not wake)|\b(?:how (?:much|many)|what (?:amount|dose))\b[^.?!]{0,60}\b(?:kill me|to die|for me to die|not wake up|never wake up|end my life|(?:fatal|lethal|deadly) (?:for|to) me)"),
+        ("kill_self", _any(
+            r"\b(?:kill|killing|end|ending|off) (?:myself|yourself|herself|himself|themselves)\b",
+            r"\bkms\b",
+        )),
+        ("suicide", _any(
+            r"\bsuicidal\b",
+            r"\b(?:commit\w*|attempt\w*|thinking (?:about|of)|thoughts (?:about|of)|plan\w*|consider\w*|contemplat\w*|going to|want to|ways? to|methods? of|how to) (?:commit )?suicide\b",
+            r"\bsuicide (?:note|plan|attempt|pact)s?\b",
+        )),
+        ("end_life", _any(
+            r"\b(?:end|ending|take|taking) (?:my|her|his|their) (?:own )?life\b",
+            r"\bend it all\b",
+            r"\bmake it all (?:end|stop)\b",
+        )),
+        ("want_to_die", _any(
+            r"\b(?:wants?|wanted|wanting|wanna|wish|wishes|wishing|ready) (?:to|i (?:was|were)|i could) (?:die|be dead|not (?:be )?(?:alive|here|exist\w*))\b",
+            r"\bdon't want to (?:be alive|live|exist|wake up|be here|go on)\b",
+            r"\b(?:want|wish|hope|pray)\w*\b[^.?!]{0,30}\b(?:never|not|won't|don't|wouldn't) (?:to )?wake up\b",
+            r"\b(?:to|and|so (?:that )?(?:i|she|he|they)) never wake up\b",
+            r"\b(?:stop|quit) (?:existing|living|being alive)\b",
+            r"\b(?:disappear|vanish|be gone) (?:forever|for good|permanently)\b",
+            r"\b(?:sleep|asleep|rest) (?:forever|for ever|permanently)\b",
+            r"\beternal sleep\b",
+            r"\b(?:slip|fade|drift) away (?:quietly|peacefully|forever|for good|for ever)\b",
+        )),
+        ("no_reason", _any(
+            r"\b(?:no|see the|see any|what's the|is there any) (?:reason|point) (?:to|in|of) (?:live|living|going on|being alive|waking up|carrying on|staying alive)\b",
+            r"\bbetter off (?:dead|without me|if i (?:was|were) gone)\b",
+            r"\bcan't go on\b",
+        )),
+        ("goodbye_notes", _any(
+            r"\b(?:goodbye|suicide|farewell) (?:letters?|notes?)\b",
+            r"\bgiving (?:away )?(?:my|all my) (?:things|stuff|belongings) away\b",
+        )),
+        ("self_harm", _any(
+            r"\bself[- ]?harm\w*",
+            r"\b(?:been|keep|kept|started|start|urge to|want to|thinking about|can't stop) (?:cutting|burning|hurting|harming|scratching) (?:myself|herself|himself|themselves|my (?:arms?|legs?|wrists?|skin))",
+            r"\bcut (?:myself|my (?:arms?|wrists?|legs?)) on purpose",
+            r"\b(?:burn|cut|hurt|harm|hit|punch|scratch|bite|bruise|starve)\w* (?:myself|herself|himself|themselves)\b[^.?!]{0,30}\b(?:to cope|to feel|on purpose|deliberately|as (?:a )?punishment|to punish|to numb|to calm|because i deserve|with (?:a )?(?:cigarettes?|lighter)|when (?:i'm|i am|i feel|i get|the pain|things get|it gets|everything))",
+            r"\b(?:knife|blade|razor|scissors|lighter|broken glass|compass|needle|nails)\b[^.?!]{0,30}\b(?:into|against|across|on|over|along) my (?:skin|arms?|thighs?|legs?|wrists?|stomach|body|hands?)\b",
+        )),
+        ("method_self", _any(
+            r"\b(?:painless|quickest|easiest|fastest|quietest|best|surest) way (?:to|for me to) (?:die|end (?:it|my life)|kill myself|go|not wake)",
+            r"\b(?:how (?:much|many)|what (?:amount|dose))\b[^.?!]{0,60}\b(?:kill me|to die|for me to die|not wake up|never wake up|end my life|(?:fatal|lethal|deadly) (?:for|to) me)",
+        )),
+        ("method_research", r"\b(?:researched|looked up|googled|read up on|worked out|figured out|calculated|searching)\b[^.?!]{0,30}\bhow (?:much|many)\b[^.?!]{0,20}\b(?:pills|tablets|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|painkillers|insulin|antidepressants|meds|medication)\b"),
+        ("preparing", r"\b(?:pills|tablets|meds|medication|rope)\b[^.?!]{0,15}\b(?:lined up|counted out|laid out|set out|ready to take|in front of me)"),
         ("stockpiling", r"\b(?:stockpil\w*|hoard\w*|saving up|collecting) (?:my |all my )?(?:pills|tablets|meds|medication)"),
     ],
     "harmful": [
-        ("lethal_dose", r"\b(?:lethal|fatal|deadly|deadliest|killing) (?:dose|amount|quantity|level|dosage)|\b(?:dose|amount|quantity|grams?|mg|milligrams?|units?|pills?|tablets?)\b[^.?!]{0,30}\b(?:would|will|could|to|that|needed to) (?:kill|be fatal|be lethal|finish (?:him|her|them|someone) off)\b|\b(?:dose|amount|quantity|how much|how many)\b[^.?!]{0,50}\b(?:fatal|lethal|deadly)\b"),
-        ("amount_to_kill", r"\b(?:how (?:much|many)|what (?:amount|dose|quantity)|which dose)\b[^.?!]{0,70}\b(?:kill|be fatal|be lethal|finish (?:him|her|someone|them) off|stop (?:his|her|someone's|a person's|their) heart|put (?:him|her|someone|them|a \w+ \w+) (?:in|into) a (?:fatal )?coma)"),
+        ("lethal_dose", _any(
+            r"\b(?:lethal|fatal|deadly|deadliest|killing) (?:dose|amount|quantity|level|dosage)",
+            r"\b(?:dose|amount|quantity|grams?|mg|milligrams?|units?|pills?|tablets?)\b[^.?!]{0,30}\b(?:would|will|could|to|that|needed to) (?:kill|be fatal|be lethal|finish (?:him|her|them|someone) off)\b",
+            r"\b(?:dose|amount|quantity|how much|how many)\b[^.?!]{0,50}\b(?:fatal|lethal|deadly)\b",
+        )),
+        ("amount_to_kill", r"\b(?:how (?:much|many)|what (?:amount|dose|quantity)|which dose)\b[^.?!]{0,70}\b(?:kill|be fatal|be lethal|finish (?:him|her|someone|them) off|stop (?:his|her|someone's|a person's|their) heart|put (?:him|her|someone|them|a \w+ \w+) (?:in|into) a (?:fatal )?coma|(?:make|cause) (?:him|her|them|someone|my \w+|a \w+) (?:to )?(?:die|bleed to death|stop breathing))"),
         ("harm_person", r"\b(?:how (?:do|can|could|would|should) (?:i|you|one|a \w+)|ways? to|best way to|want to|going to|help me|teach me to|tell me how to)\b[^.?!]{0,40}\b(?:poison|drug|spike|sedate|murder|kill|sicken|hurt|harm|incapacitate|knock out)\b[^.?!]{0,10}" + _PERSON),
         ("poison_target", r"\bpoison(?:s|ed|ing)? (?:" + _PERSON + r"|someone's|somebody's|(?:his|her|their) (?:\w+ )?(?:partner|wife|husband|boss|family|colleague|friend|rival|father|mother|child|kids?|neighbou?r|pet|dog|cat))\b"),
-        ("make_sick_secretly", r"\bmake " + _PERSON + r" (?:very |seriously |really )?(?:sick|ill)\b|\bwithout (?:him|her|them|anyone|anybody|my \w+) (?:knowing|noticing|finding out|realis\w*|realiz\w*|suspecting|tasting)|\b(?:slip|put|add|mix|sneak|crush|stir|hide)\b[^.?!]{0,25}\b(?:in|into) (?:someone's|somebody's|his|her|their|my \w+'s|a \w+'s) (?:\w+ )?(?:drink|food|tea|coffee|meal|lunch|dinner|breakfast|water|juice|wine|beer|bottle|milk)"),
-        ("undetectable", r"\b(?:undetectable|untraceable|won't show up|wouldn't show up|not show up|doesn't show up|can't be detected|hard to detect)\b|\b(?:look|appear) like (?:an accident|natural causes|a natural death)|\blook natural\b"),
-        ("spike_drink", r"\bspike (?:a|her|his|their|someone's|somebody's|my \w+'s) drinks?\b|\bdrug (?:her|his|their|someone's|somebody's) (?:drink|food|coffee|tea)"),
+        ("make_sick", _any(
+            r"\bmake " + _PERSON + r" (?:very |seriously |really |badly )?(?:sick|ill)\b",
+            r"\b(?:slip|put|add|mix|sneak|crush|stir|hide)\b[^.?!]{0,25}\b(?:in|into) (?:someone's|somebody's|his|her|their|my \w+'s|a \w+'s) (?:\w+ )?(?:drink|food|tea|coffee|meal|lunch|dinner|breakfast|water|juice|wine|beer|bottle|milk)",
+        )),
+        ("covert_dosing", r"\b(?:drug|sedate|poison|knock (?:\w+ )?out|spike|swallow|slip|sicken|sick|ill|hurt|harm|flare(?: up)?|react|suffer|worse)\b[^.?!]{0,50}\bwithout (?:him|her|them|anyone|anybody|my \w+) (?:knowing|noticing|finding out|realis\w*|realiz\w*|suspecting|tasting)"),
+        ("undetectable", _any(
+            r"\b(?:undetectable|untraceable|won't show up|wouldn't show up|not show up|doesn't show up|can't be detected|hard to detect)\b",
+            r"\b(?:look|appear|pass) (?:like|as) (?:an? )?(?:accident|natural causes|natural death|heart attack|suicide|illness)",
+            r"\blook natural\b",
+            r"\b(?:show up|detect\w*|look like|appear|pass)\b[^.?!]{0,30}\b(?:autopsy|post-?mortem|tox(?:icology)? (?:screen|report|test))",
+        )),
+        ("spike_drink", _any(
+            r"\bspike (?:a|her|his|their|someone's|somebody's|my \w+'s) drinks?\b",
+            r"\bdrug (?:her|his|their|someone's|somebody's) (?:drink|food|coffee|tea)",
+        )),
         ("make_drug_weapon", r"\b(?:make|cook|synthesi[sz]e|brew|manufacture|produce|extract|synthesis (?:route )?for|recipe for)\b[^.?!]{0,30}\b(?:meth\w*|fentanyl|heroin|ricin|sarin|nerve agents?|nerve gas|mustard gas|cyanide|crack|ghb|chloroform|toxins?|poisons?|toxic gas)\b"),
-        ("tamper", r"\btamper\w* with\b|\bswap (?:his|her|their|someone's) (?:pills|medication|meds)"),
+        ("tamper", _any(
+            r"\btamper\w* with\b",
+            r"\bswap (?:his|her|their|someone's) (?:pills|medication|meds)",
+        )),
     ],
     "prescription": [
-        ("ask_prescribe", r"\b(?:can|could|will|would) you (?:please )?(?:put me on|start me on|switch me (?:on)?to)\b|\b(?:can|could|will|would) you (?:please )?(?:write|give|prescribe|send|authori[sz]e|renew|sign|approve|call in)\b[^.?!]{0,40}\b(?:prescription|script|refill|rx|me)\b|\bprescribe me\b|\bwrite (?:me )?(?:a|an) (?:new )?(?:prescription|script)\b"),
-        ("without_prescription", r"\bwithout (?:a |an |any |needing a |needing an |seeing a |)?(?:prescription|script|rx|doctor|doctor's note|gp|physician|seeing anyone)\b|\bno[- ]prescription\b|\bover the counter\b[^.?!]{0,30}\b" + _RX_DRUGS),
-        ("dose_request", _DOSE_ASK + r"[^.?!]{0,50}\b" + _RX_DRUGS + r"|\b" + _RX_DRUGS + r"\b[^.?!]{0,40}" + _DOSE_ASK + r"|\b" + _RX_DRUGS + r"(?: \w+)? (?:dose|dosage|amount|strength)\b"),
-        ("change_dose", r"\b(?:double|increase|raise|up|lower|adjust|change|cut|skip) (?:my|the|his|her) (?:dose|dosage|amount)|\bhow far can i (?:raise|increase|up)"),
-        ("get_drug", r"\b(?:buy|order|get hold of|obtain|purchase|source|score)\b[^.?!]{0,30}\b" + _RX_DRUGS + r"\b[^.?!]{0,30}\b(?:online|dark ?web|without|illegally)|\b(?:talk|convince|persuade|get) my (?:gp|doctor|psychiatrist) (?:into|to) (?:giving|prescribe|prescribing|give)"),
+        ("ask_prescribe", _any(
+            r"\byou (?:can|could|would|will) prescribe\b",
+            r"\b(?:can|could|will|would) you (?:please )?(?:prescribe|put me on|start me on|switch me (?:on)?to)\b",
+            r"\b(?:can|could|will|would) you (?:please )?(?:write|give|get|prescribe|send|authori[sz]e|renew|sign|approve|call in|order)\b[^.?!]{0,40}\b(?:prescription|script|refill|rx|something (?:strong|stronger|for)|" + _RX_DRUGS + r")\b",
+            r"\bprescribe me\b",
+            r"\bwrite (?:me )?(?:a|an) (?:new )?(?:prescription|script)\b",
+        )),
+        ("without_prescription", _any(
+            r"\bwithout (?:a |an |any |needing a |needing an |seeing a |)?(?:prescription|script|rx|doctor|doctor's note|gp|physician|seeing anyone)\b",
+            r"\bno[- ]prescription\b",
+            r"\bover the counter\b[^.?!]{0,30}\b" + _RX_DRUGS,
+        )),
+        ("dose_request", _any(
+            _DOSE_ASK + r"[^.?!]{0,50}\b" + _RX_DRUGS,
+            r"\b" + _RX_DRUGS + r"\b[^.?!]{0,40}" + _DOSE_ASK,
+            r"\b" + _RX_DRUGS + r"(?: \w+)? (?:dose|dosage|amount|strength)\b",
+        )),
+        ("change_dose", _any(
+            r"\b(?:double|increase|raise|up|bump up|lower|reduce|adjust|change|cut|skip) (?:my|the|his|her) (?:\w+ )?(?:dose|dosage|amount|mg|milligrams)",
+            r"\b(?:bump|push|go|ramp|step|put) (?:it|them|that|this|my \w+|the \w+)? ?up\b[^.?!]{0,20}\b\d+\s*(?:mg|mcg|units?|ml)\b",
+            r"\bhow far can i (?:raise|increase|up)",
+        )),
+        ("get_drug", _any(
+            r"\b(?:buy|order|get hold of|obtain|purchase|source|score)\b[^.?!]{0,30}\b" + _RX_DRUGS + r"\b[^.?!]{0,30}\b(?:online|dark ?web|without|illegally)",
+            r"\b(?:talk|convince|persuade|get) my (?:gp|doctor|psychiatrist) (?:into|to) (?:giving|prescribe|prescribing|give)",
+        )),
     ],
 }
 _RULE_RES = {label: [(name, re.compile(rx)) for name, rx in rules] for label, rules in RULES.items()}
@@ -319,6 +469,10 @@ def builtin_encoder_dir() -> Path:
     raise RuntimeError(f"package '{ENCODER_PACKAGE}' is installed but holds no model/config.json")
 
 
+SMALL_BATCH = 16
+_ONE_THREAD = threading.Lock()
+
+
 class Encoder:
     """Mean-pooled, L2-normalised sentence embeddings from a local (or cached HF) model."""
 
@@ -331,6 +485,19 @@ class Encoder:
         self.model = AutoModel.from_pretrained(path, local_files_only=local).eval()
 
     def encode(self, texts: list[str], batch_size: int = 64):
+        import torch
+
+        if len(texts) <= SMALL_BATCH:
+            with _ONE_THREAD:  # a handful of short sentences: one thread is as fast, and far faster on a busy CPU
+                previous = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    return self._encode(texts, batch_size)
+                finally:
+                    torch.set_num_threads(previous)
+        return self._encode(texts, batch_size)
+
+    def _encode(self, texts: list[str], batch_size: int):
         import torch
 
         chunks = []
@@ -453,7 +620,7 @@ _UNIT = (
 )
 _WORD_NUM = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|half|one and a half|a couple of)"
 DOSE_PATTERNS = [
-    rf"\b{_NUM}\s*{_UNIT}\b",
+    rf"\b{_NUM}\s*{_UNIT}\b(?!\s*/\s*(?:dl|l)\b)",
     rf"\b{_WORD_NUM}\s+(?:tablets?|pills?|capsules?|puffs?|drops?|teaspoons?|patch(?:es)?|sachets?|injections?)\b",
     r"\b(?:mg|mcg|µg|ml|units?|iu)\s*/\s*(?:kg|m2|m²|day|dose|hr|hour)\b|\bper\s+kg\b",
     r"\bevery\s+\d+(?:\s*(?:-|to)\s*\d+)?\s*(?:hours?|hrs?|h)\b",
@@ -475,32 +642,34 @@ def _sentences(line: str) -> list[str]:
 
 
 def remove_doses(answer: str, only_rx_drugs: bool = False) -> tuple[str, bool]:
-    """Replace every sentence holding a dose instruction with ``DOSE_NOTE`` (once per run of removals).
+    """Replace every sentence holding a dose instruction with ``DOSE_NOTE`` (one note per run of removals).
 
-    With ``only_rx_drugs`` a sentence is removed only if it also names a prescription/controlled drug
-    (used for answers triaged general, so that e.g. "drink 2 litres of water" survives).
+    Works line by line so lists keep their shape; a bullet whose text was all doses becomes a
+    single note. With ``only_rx_drugs`` nothing is removed unless the answer names a
+    prescription/controlled drug (used for answers triaged general, so "drink 2 litres of water"
+    in an answer about hydration survives).
     """
-    out_lines, removed = [], False
+    if only_rx_drugs and not _RX_DRUG_RE.search(normalise(answer)):
+        return answer, False
+    out: list[str] = []
+    removed = False
     for line in answer.split("\n"):
-        kept, noted = [], False
-        for sentence in _sentences(line):
-            dose = has_dose(sentence) and (not only_rx_drugs or _RX_DRUG_RE.search(normalise(sentence)))
-            if not dose:
+        bullet = re.match(r"^\s*(?:[-*\u2022]|\d+[.)])\s+", line)
+        marker, body = (bullet.group(0), line[bullet.end():]) if bullet else ("", line)
+        kept: list[str] = []
+        for sentence in _sentences(body):
+            if not has_dose(sentence):
                 kept.append(sentence)
-                noted = False
-            elif not noted:
+            elif not kept or kept[-1] != DOSE_NOTE:
                 kept.append(DOSE_NOTE)
-                noted = removed = True
-            else:
-                removed = True
-        bullet = re.match(r"^\s*(?:[-*•]|\d+[.)])\s+", line)
-        new = " ".join(kept)
-        if bullet and kept and kept[0] == DOSE_NOTE and not new.startswith(bullet.group(0)):
-            new = bullet.group(0) + new
-        out_lines.append(new if kept else "")
-    text = "\n".join(out_lines)
-    text = re.sub(rf"(?:{re.escape(DOSE_NOTE)}\s*)+", DOSE_NOTE + " ", text)  # one note per run
-    return re.sub(r"\n{3,}", "\n\n", text).strip(), removed
+        if kept == [DOSE_NOTE] and out and out[-1].strip() == DOSE_NOTE:
+            removed = True
+            continue  # a run of dose-only lines collapses into the note already written
+        if DOSE_NOTE in kept:
+            removed = True
+            line = DOSE_NOTE if kept == [DOSE_NOTE] else marker + " ".join(kept)
+        out.append(line)
+    return "\n".join(out).strip(), removed
 
 
 # --- the guardrails ------------------------------------------------------------------------------

@@ -1,22 +1,24 @@
-"""The prepare stage: sources → records → filters → deterministic split → train/eval JSONL
-plus a data card that says, per source and per step, what came in, what was dropped and why."""
+"""The prepare stage: sources → records → filters → mixture → deterministic split → train/eval
+JSONL, plus a data card (json, md, png) that says, per source and per step, what came in, what
+was dropped and why, and how long the answers are."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
+import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from medtune.config import DataConfig, SourceConfig
 from tqdm.auto import tqdm
 
+from medtune.config import DataConfig, SourceConfig
 from medtune.data.clean import StepResult, quality_filter, scrub_pii
 from medtune.data.decontaminate import decontaminate, held_out_texts, load_eval_texts
 from medtune.data.dedup import dedupe
-from medtune.data.errors import SkipLog
+from medtune.data.errors import DataError, SkipLog
+from medtune.data.mixture import mix
 from medtune.data.records import Record
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -31,10 +33,16 @@ class Prepared:
 
 
 def load_source(src: SourceConfig, on_error: str, skips: SkipLog) -> list[Record]:
-    """Records of one configured source, through its adapter (``builtin`` = a set shipped here)."""
+    """Records of one configured source, through its adapter (``builtin`` = a set shipped here,
+    ``replay`` = an earlier stage's training records)."""
     from medtune.data.sources import load_source as adapter_load
 
     kind, path, options = src.kind, src.path, {**src.options, **src.fields}
+    if kind == "replay":
+        if options:
+            raise ValueError(f"data.sources: replay of {path} takes no options or fields")
+        records = replay(Path(path))
+        return [replace(r, license=src.license) for r in records] if src.license else records
     if kind == "builtin":
         if path not in BUILTIN_SETS:
             raise ValueError(f"data.sources: unknown built-in set '{path}' (have: {', '.join(BUILTIN_SETS)})")
@@ -46,6 +54,16 @@ def load_source(src: SourceConfig, on_error: str, skips: SkipLog) -> list[Record
     return adapter_load(kind, path, on_error=on_error, skips=skips, **options)
 
 
+def replay(path: Path) -> list[Record]:
+    """An earlier stage's training records, with their source and licence tags, marked
+    ``meta["replay"] = True``. ``path`` is its run directory, the run's ``data/`` or a ``train.jsonl``."""
+    candidates = [path] if path.suffix == ".jsonl" else [path / "train.jsonl", path / "data" / "train.jsonl"]
+    file = next((c for c in candidates if c.is_file()), None)
+    if file is None:
+        raise DataError(str(path), "no train.jsonl here; replay reads an earlier run directory, its data/ directory or a train.jsonl file")
+    return [replace(r, meta={**r.meta, "replay": True}) for r in read_jsonl(file)]
+
+
 def stable_fraction(seed: int, key: str) -> float:
     """A number in [0, 1) fixed by (seed, key): the same record always lands in the same split."""
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
@@ -53,15 +71,23 @@ def stable_fraction(seed: int, key: str) -> float:
 
 
 def split(records: list[Record], fraction: float, seed: int, eval_max: int | None = None) -> tuple[list[Record], list[Record]]:
-    """Held-out records chosen by a stable hash of ``source/id``: adding records never reshuffles."""
+    """Held-out records chosen by a stable hash of ``source/id``: adding records never reshuffles.
+
+    A repeated copy (``meta["copy_of"]``) goes where its original goes; replayed records
+    (``meta["replay"]``) were trained on in the earlier stage, so they always stay in train.
+    """
     train, held = [], []
     for r in records:
-        (held if stable_fraction(seed, f"{r.source}/{r.id}") < fraction else train).append(r)
+        (held if not r.meta.get("replay") and stable_fraction(seed, _split_key(r)) < fraction else train).append(r)
     if eval_max is not None and len(held) > eval_max:
-        held.sort(key=lambda r: stable_fraction(seed + 1, f"{r.source}/{r.id}"))
+        held.sort(key=lambda r: stable_fraction(seed + 1, _split_key(r)))
         train.extend(held[eval_max:])
         held = held[:eval_max]
     return train, held
+
+
+def _split_key(r: Record) -> str:
+    return f"{r.source}/{r.meta.get('copy_of') or r.id}"
 
 
 def _step(name: str, records_in: int, result: StepResult) -> dict:
@@ -70,34 +96,38 @@ def _step(name: str, records_in: int, result: StepResult) -> dict:
 
 def prepare(cfg: DataConfig) -> Prepared:
     """Run the data stage in memory; ``write`` puts it on disk. Every step is counted in the card."""
-    rng = random.Random(cfg.seed)
     records: list[Record] = []
     sources_card = []
-    for src in tqdm(cfg.sources, desc="loading sources", unit="source", disable=len(cfg.sources) < 3):
+    origin: dict[str, int] = {}  # "source/id" → index of the configured source it came from
+    loading = tqdm(cfg.sources, desc="loading sources", unit="source", disable=len(cfg.sources) < 2)
+    for i, src in enumerate(loading):
+        loading.set_postfix_str(f"{src.kind}:{Path(src.path).name}")
         skips = SkipLog()
         loaded = load_source(src, cfg.on_error, skips)
-        used = rng.sample(loaded, src.count) if src.count is not None and len(loaded) > src.count else loaded
-        sources_card.append(
-            {
-                "kind": src.kind,
-                "path": src.path,
-                "records_loaded": len(loaded),
-                "records_used": len(used),
-                "skipped": skips.to_dict(),
-                "licenses": dict(Counter(r.license for r in used)),
-                "sha256": _records_hash(used),
-            }
-        )
-        records.extend(used)
+        for r in loaded:
+            origin.setdefault(f"{r.source}/{r.id}", i)
+        sources_card.append({"kind": src.kind, "path": src.path, "records_loaded": len(loaded), "skipped": skips.to_dict(), "asked": _asked(src)})
+        records.extend(loaded)
     steps = []
+    cleaning = tqdm(desc="cleaning", unit="step", disable=len(records) < 10_000)
 
     def run(name, fn, *args, **kwargs):
         nonlocal records
+        cleaning.set_postfix_str(name)
         result = fn(records, *args, **kwargs)
         steps.append(_step(name, len(records), result))
         records = result.records
+        cleaning.update()
 
-    run("quality_filter", quality_filter, min_answer_chars=cfg.min_answer_chars, max_answer_chars=cfg.max_answer_chars, min_question_chars=1)
+    run(
+        "quality_filter",
+        quality_filter,
+        min_answer_chars=cfg.min_answer_chars,
+        max_answer_chars=cfg.max_answer_chars,
+        min_question_chars=cfg.min_question_chars,
+        max_tokens=cfg.max_tokens,
+        language=cfg.language,
+    )
     if cfg.scrub_pii:
         run("scrub_pii", scrub_pii)
     if cfg.dedupe:
@@ -105,18 +135,42 @@ def prepare(cfg: DataConfig) -> Prepared:
     ids = Counter(f"{r.source}/{r.id}" for r in records)
     if dup_ids := [k for k, n in ids.items() if n > 1]:
         raise ValueError(f"record ids are not unique within their source, e.g. {dup_ids[:3]}")
+
+    # The mixture: each configured source's surviving records, sampled as asked (see data/mixture.py).
+    pools: list[list[Record]] = [[] for _ in cfg.sources]
+    for r in records:
+        pools[origin[f"{r.source}/{r.id}"]].append(r)
+    picked = pools
+    if cfg.total is not None or any(s["asked"] for s in sources_card):
+        mixture = mix(pools, cfg.sources, [s["records_loaded"] for s in sources_card], cfg.total, cfg.seed)
+        steps.append({**_step("mixture", len(records), mixture.step), "added": {"repeated": mixture.repeated} if mixture.repeated else {}})
+        picked, records = mixture.picked, mixture.step.records
+    mixed = len(records)
+    for s, pool, used in zip(sources_card, pools, picked):
+        s.update(
+            records_available=len(pool),
+            records_used=len(used),
+            share_used=round(len(used) / max(1, len(records)), 4),
+            licenses=dict(Counter(r.license for r in used)),
+            sha256=_records_hash(used),
+        )
+
     train, held = split(records, cfg.eval_fraction, cfg.seed, cfg.eval_max)
+    cleaning.set_postfix_str("decontaminate")
     eval_texts = held_out_texts(held) + (load_eval_texts(cfg.decontaminate) if cfg.decontaminate else [])
     if eval_texts:
         records = train
         run("decontaminate", decontaminate, eval_texts, n=cfg.decontaminate_ngram)
         train = records
+    cleaning.close()
     if not train:
         raise ValueError("no training records left after preparation (check sources and filters)")
     card = {
         "sources": sources_card,
         "steps": steps,
+        "mixture": {"total": cfg.total, "records": mixed},
         "split": {"train": len(train), "eval": len(held), "eval_fraction": cfg.eval_fraction, "seed": cfg.seed},
+        "answer_words": {group: _stats(lengths) for group, lengths in answer_words(train + held).items()},
         "decontaminated_against": {"held_out": len(held), "files": cfg.decontaminate},
         "template": cfg.template,
         "system_prompt": cfg.system_prompt,
@@ -124,6 +178,25 @@ def prepare(cfg: DataConfig) -> Prepared:
         "eval_sha256": _records_hash(held),
     }
     return Prepared(train, held, card)
+
+
+def _asked(src: SourceConfig) -> dict:
+    """What the config asks of a source's share of the mixture ({} = every record)."""
+    asked = {name: getattr(src, name) for name in ("count", "weight", "fraction") if getattr(src, name) is not None}
+    return {**asked, "replace": True} if src.replace else asked
+
+
+def answer_words(records: list[Record]) -> dict[str, list[int]]:
+    """Answer lengths in words per source (replayed records apart, as ``<source> (replay)``)."""
+    lengths: dict[str, list[int]] = {}
+    for r in records:
+        group = f"{r.source} (replay)" if r.meta.get("replay") else r.source
+        lengths.setdefault(group, []).append(len(r.answer.split()))
+    return lengths
+
+
+def _stats(lengths: list[int]) -> dict:
+    return {"records": len(lengths), "min": min(lengths), "median": statistics.median(lengths), "max": max(lengths)}
 
 
 def _records_hash(records: list[Record]) -> str:
@@ -134,11 +207,41 @@ def _records_hash(records: list[Record]) -> str:
 
 
 def write(prepared: Prepared, out: Path) -> None:
+    """train.jsonl, eval.jsonl and the data card: data_card.json, data_card.md, data_card.png."""
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "train.jsonl", prepared.train)
     write_jsonl(out / "eval.jsonl", prepared.eval)
     (out / "data_card.json").write_text(json.dumps(prepared.card, indent=2, ensure_ascii=False))
     (out / "data_card.md").write_text(card_markdown(prepared.card))
+    plot_answer_lengths(answer_words(prepared.train + prepared.eval), out / "data_card.png")
+
+
+def plot_answer_lengths(lengths: dict[str, list[int]], path: Path) -> None:
+    """One histogram of answer length (words, log scale) per source, stacked on a shared axis."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    groups = sorted(lengths)
+    shortest = max(1, min((min(v) for v in lengths.values()), default=1))
+    longest = max((max(v) for v in lengths.values()), default=1)
+    bins = np.geomspace(shortest, max(longest, shortest + 1) + 1, 41)
+    fig = Figure(figsize=(8, 1.6 * max(1, len(groups)) + 1.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(1, len(groups)), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, group in zip(axes, groups):
+        values = np.maximum(lengths[group], 1)
+        median = float(np.median(values))
+        ax.hist(values, bins=bins, color="tab:blue", alpha=0.8)
+        ax.axvline(median, color="tab:red", linewidth=1)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_ylabel("records")
+        ax.set_title(f"{group}: {len(values)} answers, median {median:g} words (red), max {max(values)}", fontsize=9, loc="left")
+    axes[-1].set_xlabel("answer length (words, log scale)")
+    fig.suptitle("Answer length per source (train + eval)")
+    fig.savefig(path, dpi=110)
 
 
 def write_jsonl(path: Path, records: list[Record]) -> None:
@@ -153,15 +256,31 @@ def read_jsonl(path: Path) -> list[Record]:
 
 
 def card_markdown(card: dict) -> str:
-    lines = ["# Data card", "", "| source | loaded | used | skipped | licences |", "|---|---|---|---|---|"]
+    lines = ["# Data card", "", "| source | loaded | asked | after cleaning | used | share of mixture | skipped | licences |", "|---|---|---|---|---|---|---|---|"]
     for s in card["sources"]:
         lic = ", ".join(f"{k} ({v})" for k, v in s["licenses"].items())
-        lines.append(f"| {s['kind']}:{s['path']} | {s['records_loaded']} | {s['records_used']} | {s['skipped']['total']} | {lic} |")
-    lines += ["", "| step | in | out | dropped | changed |", "|---|---|---|---|---|"]
-    for st in card["steps"]:
-        lines.append(f"| {st['name']} | {st['records_in']} | {st['records_out']} | {_counts(st['dropped'])} | {_counts(st['changed'])} |")
+        lines.append(
+            f"| {s['kind']}:{s['path']} | {s['records_loaded']} | {_counts(s['asked']) or 'all'} | {s['records_available']} "
+            f"| {s['records_used']} | {s['share_used']:.1%} | {s['skipped']['total']} | {lic} |"
+        )
+    mixture = card["mixture"]
+    lines += ["", f"Mixture: {mixture['records']} records" + (f" (data.total = {mixture['total']})." if mixture["total"] else "."), ""]
+    lines += ["| step | in | out | dropped | changed |", "|---|---|---|---|---|"]
     sp = card["split"]
+    train_in = next((st["records_in"] for st in card["steps"] if st["name"] == "decontaminate"), sp["train"])
+    split_row = f"| split | {card['mixture']['records']} | {train_in} train | | {sp['eval']} held out for eval |"
+    for st in card["steps"]:
+        if st["name"] == "decontaminate":
+            lines.append(split_row)
+        changed = ", ".join(filter(None, [_counts(st["changed"]), _counts({f"+{k}": v for k, v in st.get("added", {}).items()})]))
+        lines.append(f"| {st['name']} | {st['records_in']} | {st['records_out']} | {_counts(st['dropped'])} | {changed} |")
+    if split_row not in lines:
+        lines.append(split_row)
     lines += ["", f"Split: {sp['train']} train / {sp['eval']} eval (fraction {sp['eval_fraction']}, seed {sp['seed']}).", ""]
+    lines += ["| answers (words) | records | min | median | max |", "|---|---|---|---|---|"]
+    for group, st in card["answer_words"].items():
+        lines.append(f"| {group} | {st['records']} | {st['min']} | {st['median']:g} | {st['max']} |")
+    lines += ["", "Answer length histograms: data_card.png.", ""]
     for s in card["sources"]:
         for reason, examples in s["skipped"]["examples"].items():
             lines.append(f"- skipped in {s['path']} ({reason}): " + "; ".join(examples))

@@ -31,7 +31,7 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
     records = read_jsonl(run.data / "eval.jsonl")
     if not records:
         raise ValueError(f"{run.data / 'eval.jsonl'}: no held-out records to evaluate (data.eval_fraction is 0?)")
-    generator, _ = load_generator(str(run.path))
+    generator, _ = load_generator(str(run.path), quantization="none" if cfg.eval.base_precision == "full" else None)
     model = generator.model
     gen_records = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
     conversations = [r.dialogue()[:-1] for r in gen_records]
@@ -59,6 +59,7 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
         "n_eval_records": len(records),
         "n_generated": len(gen_records),
         "generation": {"max_new_tokens": cfg.eval.max_new_tokens, "temperature": cfg.eval.temperature},
+        "base_precision": cfg.eval.base_precision,
         "seconds": round(time.time() - start, 1),
     }
     write_report(run.eval, report, gen_records, references, answers)
