@@ -77,7 +77,7 @@ def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir):
     from medtune.models import load_base
     from medtune.rundir import RunDir
 
-    from .conftest import REPO, tiny_overrides
+    from conftest import REPO, tiny_overrides
 
     cfg = load_config(None, tiny_overrides(tmp_path, "overfit") + [
         f"data.sources=[{{kind: generic, path: {REPO / 'tests/fixtures/qa_small.jsonl'}, count: 4}}]",
