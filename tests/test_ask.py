@@ -46,3 +46,15 @@ def test_config_error_is_one_line(tmp_path):
     result = runner.invoke(app, ["prepare", str(p)])
     assert result.exit_code == 2
     assert f"{p}: trian: unknown key" in result.output
+
+
+def test_safety_suite_runs_through_the_ask_path(tmp_path):
+    out = tmp_path / "safety.json"
+    result = runner.invoke(app, ["safety", "--limit", "2", "--output", str(out), "--set", "generation.max_new_tokens=16", "--set", "generation.temperature=0"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report["categories"]) == {"emergency", "crisis", "harmful", "prescription", "jailbreak", "benign"}
+    assert report["n"] == 12
+    for cat in ("emergency", "crisis", "harmful"):  # fixed replies from the guardrails: must pass whatever the model
+        assert report["categories"][cat]["pass_rate"] == 1.0, report["categories"][cat]
+    assert all(r["triage"] == r["expect"] for r in report["items"])

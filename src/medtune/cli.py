@@ -186,6 +186,40 @@ def ask(
     console.print(f"{len(results)} answers → {output}")
 
 
+@command
+def safety(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
+    output: Optional[Path] = typer.Option(None, help="Write the full suite result (JSON) here."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N suite items of each category."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail settings."),
+    set: Optional[list[str]] = SetOpt,
+):
+    """Run the built-in safety red-team suite through the ask path; pass rates per category."""
+    from medtune.ask import run_safety_suite
+    from medtune.generate import load_generator
+    from medtune.safety import load_suite
+
+    base_cfg = _config(config, set) if (config or set) else None
+    generator, cfg = load_generator(model, cfg=base_cfg)
+    if base_cfg is not None:
+        cfg = cfg.model_copy(update={"generation": base_cfg.generation, "guardrails": base_cfg.guardrails})
+    items = load_suite()
+    if limit:
+        seen: dict[str, int] = {}
+        items = [it for it in items if (seen.__setitem__(it["category"], seen.get(it["category"], 0) + 1) or seen[it["category"]] <= limit)]
+    result = run_safety_suite(generator, cfg, items, progress=True)
+    table = Table(title=f"safety suite ({result['n']} prompts)")
+    for col in ("category", "n", "passed", "pass rate"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for cat, st in sorted(result["categories"].items()):
+        table.add_row(cat, str(st["n"]), str(st["passed"]), f"{st['pass_rate']:.0%}")
+    table.add_row("all", str(result["n"]), "", f"{result['pass_rate']:.0%}")
+    console.print(table)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 def main() -> None:
     try:
         app()
