@@ -131,6 +131,7 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         processing_class=tokenizer,
         peft_config=peft_config(cfg, model),
     )
+    keep_adapter_fp32(trainer.model)
     # TRL drops examples whose answer was truncated away entirely; say so rather than lose them quietly.
     dropped = len(train_ds) - len(trainer.train_dataset)
     if dropped:
@@ -158,6 +159,17 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     return result
 
 
+def keep_adapter_fp32(model) -> None:
+    """Keep the LoRA weights in fp32 (PEFT's default). TRL casts QLoRA adapters to bf16, but a resumed run
+    reloads them through PEFT in fp32, so without this a killed-and-resumed run would drift from an
+    uninterrupted one. The optimizer does not exist yet, so it is built on the fp32 weights."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
 def _trainable(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -165,9 +177,14 @@ def _trainable(model) -> dict:
 
 
 def last_checkpoint(directory: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return Path(found) if directory.is_dir() and (found := get_last_checkpoint(str(directory))) else None
+    """The newest *complete* checkpoint: a process killed while saving leaves a partial one behind."""
+    if not directory.is_dir():
+        return None
+    complete = [
+        d for d in directory.glob("checkpoint-*")
+        if d.name.split("-")[-1].isdigit() and (d / "trainer_state.json").exists() and (d / "optimizer.pt").exists()
+    ]
+    return max(complete, key=lambda d: int(d.name.split("-")[-1]), default=None)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

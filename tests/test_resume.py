@@ -1,0 +1,80 @@
+"""Checkpoints survive a kill: SIGKILL a real training process, resume, and land where an
+uninterrupted run lands. Same config + seed → the same adapter bytes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medtune.config import dump_config, load_config
+from medtune.rundir import sha256_file
+
+from conftest import REPO, tiny_overrides
+
+pytestmark = pytest.mark.slow
+FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
+
+
+def config_file(tmp: Path, name: str, extra: list[str]) -> Path:
+    cfg = load_config(None, tiny_overrides(tmp, name) + [f"data.sources=[{{kind: generic, path: {FIXTURE}}}]", "train.report_to=[]"] + extra)
+    path = tmp / f"{name}.yaml"
+    dump_config(cfg, path)
+    return path
+
+
+def medtune(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen([sys.executable, "-m", "medtune", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 600) -> None:
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+
+
+def step_losses(run: Path) -> dict[int, float]:
+    history = json.loads((run / "logs" / "history.json").read_text())
+    return {h["step"]: h["loss"] for h in history if "loss" in h}
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    extra = ["train.max_steps=6", "train.save_steps=2", "train.save_total_limit=10", "lora.dropout=0.1"]
+    ref_cfg = config_file(tmp_path, "reference", extra)
+    finish(medtune("train", str(ref_cfg)))
+
+    cfg = config_file(tmp_path, "killed", extra)
+    proc = medtune("train", str(cfg))
+    ckpt = tmp_path / "killed" / "checkpoints" / "checkpoint-2"
+    deadline = time.time() + 600
+    while not (ckpt / "trainer_state.json").exists():
+        assert proc.poll() is None, "training ended before the first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "adapter" / "adapter_model.safetensors").exists(), "killed before the end"
+
+    finish(medtune("train", str(cfg), "--resume"))
+    manifest = json.loads((tmp_path / "killed" / "manifest.json").read_text())
+    assert manifest["train"]["resumed_from"].endswith(("checkpoint-2", "checkpoint-4"))
+    ref, resumed = step_losses(tmp_path / "reference"), step_losses(tmp_path / "killed")
+    assert max(ref) == max(resumed) == 6
+    assert abs(ref[6] - resumed[6]) < 1e-4, (ref, resumed)
+
+
+def test_same_config_and_seed_give_the_same_adapter(tmp_path):
+    hashes = []
+    for name in ("a", "b"):
+        cfg = config_file(tmp_path, name, ["train.max_steps=2", "lora.dropout=0.1"])
+        finish(medtune("train", str(cfg)))
+        hashes.append(sha256_file(tmp_path / name / "adapter" / "adapter_model.safetensors"))
+    assert hashes[0] == hashes[1]
+    other = config_file(tmp_path, "c", ["train.max_steps=2", "lora.dropout=0.1", "train.seed=7"])
+    finish(medtune("train", str(other)))
+    assert sha256_file(tmp_path / "c" / "adapter" / "adapter_model.safetensors") != hashes[0]
