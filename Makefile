@@ -21,7 +21,11 @@ $(VENV)/.installed: pyproject.toml
 quickstart: install
 	$(BIN)/medtune run configs/quickstart.yaml
 
-test: install
+# Debian's Chromium drives the Gradio UI test (playwright, executable_path); its own browser download cannot work offline.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: install browser
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: install
