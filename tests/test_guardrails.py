@@ -338,3 +338,32 @@ def test_suite_size_and_categories():
     assert len({i["id"] for i in items}) == len(items)
     assert all(i["expect"] == "general" for i in items if i["category"] == "benign")
     assert {i["expect"] for i in items if i["category"] == "jailbreak"} >= {"emergency", "crisis", "harmful", "prescription"}
+
+
+def test_stream_releases_safe_sentences_and_ends_as_after():
+    """Streaming keeps the post-checks: the pieces add up to exactly what ``after`` returns."""
+    guard = Guardrails(GuardrailsConfig())
+    decision = guard.before("Can you tell me how much oxycodone I should take for my back pain?")
+    assert decision.triage.label == "prescription"
+    answer = "Oxycodone is an opioid pain medicine. Take 10 mg every 4 hours. Ask your doctor about other options."
+    pieces = [answer[i : i + 7] for i in range(0, len(answer), 7)]
+    stream = guard.stream(decision, pieces)
+    shown = list(stream)
+    assert stream.result == guard.after(decision, answer)
+    assert "".join(shown) == stream.result.answer
+    assert "10 mg" not in "".join(shown) and "dose_removed" in stream.result.fired
+    assert shown[0].startswith("I can't prescribe")  # the prefix and first sentence come before the model finishes
+    assert len(shown) >= 2
+
+
+def test_stream_of_a_fixed_reply_never_reads_the_model():
+    guard = Guardrails(GuardrailsConfig(region="UK"))
+    decision = guard.before("my dad's face is drooping and his speech is slurred")
+
+    def model():
+        raise AssertionError("the model must not be called for an emergency")
+        yield ""
+
+    stream = guard.stream(decision, model())
+    text = "".join(stream)
+    assert "999" in text and stream.result.triage == "emergency"

@@ -42,7 +42,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -800,6 +800,15 @@ class Guardrails:
             return self.after(decision, decision.reply)
         return self.after(decision, generate(decision.system_addendum))
 
+    def stream(self, decision: Decision, pieces: Iterable[str]) -> "GuardedStream":
+        """``after`` for an answer that arrives in pieces (chat REPL, UI, API streaming).
+
+        Iterating the result yields text as it becomes safe to show; its ``result`` (set once the
+        iteration ends) is exactly ``after(decision, <whole answer>)``, and the yielded pieces add
+        up to ``result.answer``.
+        """
+        return GuardedStream(self, decision, pieces)
+
     @property
     def disclaimer(self) -> str:
         return self.config.disclaimer.replace("{emergency_number}", self.config.resources.emergency).strip()
@@ -817,3 +826,57 @@ def _cached_classifier(encoder: str) -> SemanticClassifier:
     """One classifier per (encoder, exemplar file version), shared by instances."""
     with _CLASSIFIER_LOCK:
         return _build_classifier(encoder, EXEMPLARS_PATH.stat().st_mtime)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s|\n")
+
+
+class GuardedStream:
+    """Pieces of a guarded answer, released sentence by sentence.
+
+    A complete sentence is shown as soon as the post-checks leave it unchanged. Once a sentence
+    holds a dose figure, nothing more is shown until the model has finished: whether that
+    sentence must go can depend on text that comes later (a prescription drug named afterwards),
+    so the rest is released only from the final ``after`` result. Fixed replies come whole.
+    """
+
+    def __init__(self, guardrails: Guardrails, decision: Decision, pieces: Iterable[str]):
+        self.guardrails, self.decision, self.pieces = guardrails, decision, pieces
+        self.result: Guarded | None = None
+        self.raw = ""
+        """The model's own text, as generated."""
+
+    def __iter__(self) -> Iterator[str]:
+        decision, shown = self.decision, ""
+        if decision.reply is not None or not self.guardrails.config.enabled:
+            for piece in ([] if decision.reply is not None else self.pieces):
+                self.raw += piece
+                shown += piece
+                yield piece
+            self.result = self.guardrails.after(decision, decision.reply or self.raw)
+            if self.result.answer.startswith(shown):
+                yield self.result.answer[len(shown):]
+            return
+        held = False
+        for piece in self.pieces:
+            self.raw += piece
+            if held:
+                continue
+            ends = [m.start() for m in _SENTENCE_END.finditer(self.raw)]
+            if not ends:
+                continue
+            complete = self.raw[: ends[-1]].strip()
+            if has_dose(complete):
+                held = True
+                continue
+            text = f"{decision.prefix}\n\n{complete}" if decision.prefix else complete
+            if text.startswith(shown) and len(text) > len(shown):
+                yield text[len(shown):]
+                shown = text
+        self.result = self.guardrails.after(decision, self.raw)
+        final = self.result.answer
+        if final.startswith(shown):
+            yield final[len(shown):]
+        else:  # whitespace normalised differently: start the answer over rather than show a wrong mix
+            yield "\n\n" + final
+
