@@ -441,7 +441,7 @@ GOOD_ROWS = {
     "pubmedqa": ({"QUESTION": "Q?", "CONTEXTS": ["c"], "final_decision": "yes", "LONG_ANSWER": "L"}, "final_decision"),
     "notechat": ({"conversation": "Patient: Hi, I have a cough.\nDoctor: Since when?"}, "conversation"),
     "generic": ({"question": "Q?", "answer": "A."}, "answer"),
-    "medquad": ({"question": "Q?", "answer": "A.", "focus_area": "F"}, "answer"),
+    "medquad": ({"question": "Q?", "answer": "A.", "focus_area": "F"}, "question"),  # an empty answer is a counted gap (below)
 }
 
 

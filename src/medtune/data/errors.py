@@ -20,6 +20,20 @@ class DataError(ValueError):
         super().__init__(f"{where}:{what} {message}".replace(": ", ": ", 1))
 
 
+class KnownGap(DataError):
+    """A row with a gap the corpus is known to have (MedQuAD's MedlinePlus questions whose answers
+    were removed upstream): always counted in the ``SkipLog``, never raised, under every policy."""
+
+
+class LeftOut(Exception):
+    """Raised by an adapter's row mapping for a good row that a filter option leaves out on purpose
+    (e.g. PubMedQA's ``without_ids``); counted in ``SkipLog.left_out`` under every policy."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
 @dataclass
 class SkipLog:
     """Counts skipped input by reason and keeps a few examples of each for the data card."""
@@ -27,6 +41,8 @@ class SkipLog:
     max_examples: int = 3
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    left_out: Counter = field(default_factory=Counter)
+    """Good rows left out on purpose by an option (reason → count); not errors, but still counted."""
 
     def add(self, error: DataError) -> None:
         reason = f"{error.field or 'record'}: {error.message}"
@@ -46,4 +62,4 @@ class SkipLog:
         self.add(error)
 
     def to_dict(self) -> dict:
-        return {"total": self.total, "by_reason": dict(self.counts), "examples": self.examples}
+        return {"total": self.total, "by_reason": dict(self.counts), "examples": self.examples, "left_out": dict(self.left_out)}

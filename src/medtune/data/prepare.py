@@ -90,8 +90,28 @@ def _split_key(r: Record) -> str:
     return f"{r.source}/{r.meta.get('copy_of') or r.id}"
 
 
-def _step(name: str, records_in: int, result: StepResult) -> dict:
-    return {"name": name, "records_in": records_in, "records_out": len(result.records), **result.to_dict()}
+def _step(name: str, before: list[Record], result: StepResult) -> dict:
+    return {"name": name, "records_in": len(before), "records_out": len(result.records), **result.to_dict(), "sources": per_source(before, result)}
+
+
+def per_source(before: list[Record], result: StepResult) -> dict[str, dict[str, int]]:
+    """``Record.source`` → ``{in, dropped, added, out}`` for one step (in - dropped + added = out).
+
+    ``dropped`` comes from the step's own ``by_source`` counts (a dedupe drop "b (dup of a)" is
+    b's), so the identity is a check on the step, not true by construction; ``added`` counts the
+    copies a mixture with ``replace`` puts in (ids ``<id>#k``, not among the step's input)."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in before:
+        counts.setdefault(r.source, {"in": 0, "dropped": 0, "added": 0, "out": 0})["in"] += 1
+    for by_source in result.by_source.values():
+        for key, n in by_source.items():
+            counts.setdefault(key.split(" (dup of ")[0], {"in": 0, "dropped": 0, "added": 0, "out": 0})["dropped"] += n
+    seen = {(r.source, r.id) for r in before}
+    for r in result.records:
+        c = counts.setdefault(r.source, {"in": 0, "dropped": 0, "added": 0, "out": 0})
+        c["out"] += 1
+        c["added"] += (r.source, r.id) not in seen
+    return counts
 
 
 def prepare(cfg: DataConfig) -> Prepared:
@@ -106,7 +126,18 @@ def prepare(cfg: DataConfig) -> Prepared:
         loaded = load_source(src, cfg.on_error, skips)
         for r in loaded:
             origin.setdefault(f"{r.source}/{r.id}", i)
-        sources_card.append({"kind": src.kind, "path": src.path, "records_loaded": len(loaded), "skipped": skips.to_dict(), "asked": _asked(src)})
+        sources_card.append(
+            {
+                "kind": src.kind,
+                "path": src.path,
+                "names": sorted({r.source for r in loaded}),
+                "records_loaded": len(loaded),
+                "skipped": skips.to_dict(),
+                "changed": _load_changes(loaded),
+                "asked": _asked(src),
+                "input_sha256": input_hash(src),
+            }
+        )
         records.extend(loaded)
     steps = []
     cleaning = tqdm(desc="cleaning", unit="step", disable=len(records) < 10_000)
@@ -115,7 +146,7 @@ def prepare(cfg: DataConfig) -> Prepared:
         nonlocal records
         cleaning.set_postfix_str(name)
         result = fn(records, *args, **kwargs)
-        steps.append(_step(name, len(records), result))
+        steps.append(_step(name, records, result))
         records = result.records
         cleaning.update()
 
@@ -143,7 +174,7 @@ def prepare(cfg: DataConfig) -> Prepared:
     picked = pools
     if cfg.total is not None or any(s["asked"] for s in sources_card):
         mixture = mix(pools, cfg.sources, [s["records_loaded"] for s in sources_card], cfg.total, cfg.seed)
-        steps.append({**_step("mixture", len(records), mixture.step), "added": {"repeated": mixture.repeated} if mixture.repeated else {}})
+        steps.append({**_step("mixture", records, mixture.step), "added": {"repeated": mixture.repeated} if mixture.repeated else {}})
         picked, records = mixture.picked, mixture.step.records
     mixed = len(records)
     for s, pool, used in zip(sources_card, pools, picked):
@@ -165,11 +196,15 @@ def prepare(cfg: DataConfig) -> Prepared:
     cleaning.close()
     if not train:
         raise ValueError("no training records left after preparation (check sources and filters)")
+    by_source: dict[str, dict[str, int]] = {}
+    for side, part in (("train", train), ("eval", held)):
+        for r in part:
+            by_source.setdefault(r.source, {"train": 0, "eval": 0})[side] += 1
     card = {
         "sources": sources_card,
         "steps": steps,
         "mixture": {"total": cfg.total, "records": mixed},
-        "split": {"train": len(train), "eval": len(held), "eval_fraction": cfg.eval_fraction, "seed": cfg.seed},
+        "split": {"train": len(train), "eval": len(held), "eval_fraction": cfg.eval_fraction, "seed": cfg.seed, "by_source": by_source},
         "answer_words": {group: _stats(lengths) for group, lengths in answer_words(train + held).items()},
         "decontaminated_against": {"held_out": len(held), "files": cfg.decontaminate},
         "template": cfg.template,
@@ -178,6 +213,30 @@ def prepare(cfg: DataConfig) -> Prepared:
         "eval_sha256": _records_hash(held),
     }
     return Prepared(train, held, card)
+
+
+def _load_changes(records: list[Record]) -> dict:
+    """What an adapter changed while loading (ChatDoctor's ``strip_boilerplate``: records and kinds)."""
+    counts: Counter = Counter()
+    for r in records:
+        if removed := r.meta.get("boilerplate"):
+            counts["boilerplate_records"] += 1
+            counts.update(f"boilerplate_{kind}" for kind in removed)
+    return dict(counts)
+
+
+def input_hash(src: SourceConfig) -> str | None:
+    """SHA-256 of a local source's bytes (a folder: of its files' relative paths and bytes, in
+    order), so a card says exactly which input it was made from; ``None`` for Hub ids / built-ins."""
+    path = BUILTIN_DIR / BUILTIN_SETS[src.path][0] if src.kind == "builtin" and src.path in BUILTIN_SETS else Path(src.path)
+    if src.kind == "replay" or not path.exists():
+        return None
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        h.update(str(file.relative_to(path)).encode() if path.is_dir() else b"")
+        h.update(file.read_bytes())
+    return h.hexdigest()
 
 
 def _asked(src: SourceConfig) -> dict:
@@ -261,7 +320,7 @@ def card_markdown(card: dict) -> str:
         lic = ", ".join(f"{k} ({v})" for k, v in s["licenses"].items())
         lines.append(
             f"| {s['kind']}:{s['path']} | {s['records_loaded']} | {_counts(s['asked']) or 'all'} | {s['records_available']} "
-            f"| {s['records_used']} | {s['share_used']:.1%} | {s['skipped']['total']} | {lic} |"
+            f"| {s['records_used']} | {s['share_used']:.1%} | {_skipped(s['skipped'])} | {lic} |"
         )
     mixture = card["mixture"]
     lines += ["", f"Mixture: {mixture['records']} records" + (f" (data.total = {mixture['total']})." if mixture["total"] else "."), ""]
@@ -277,17 +336,51 @@ def card_markdown(card: dict) -> str:
     if split_row not in lines:
         lines.append(split_row)
     lines += ["", f"Split: {sp['train']} train / {sp['eval']} eval (fraction {sp['eval_fraction']}, seed {sp['seed']}).", ""]
+    lines += _per_source_markdown(card)
     lines += ["| answers (words) | records | min | median | max |", "|---|---|---|---|---|"]
     for group, st in card["answer_words"].items():
         lines.append(f"| {group} | {st['records']} | {st['min']} | {st['median']:g} | {st['max']} |")
     lines += ["", "Answer length histograms: data_card.png.", ""]
     for s in card["sources"]:
         for reason, examples in s["skipped"]["examples"].items():
-            lines.append(f"- skipped in {s['path']} ({reason}): " + "; ".join(examples))
+            lines.append(f"- skipped in {s['path']} ({reason}, {s['skipped']['by_reason'][reason]}): e.g. " + "; ".join(examples))
+        for reason, n in s["skipped"].get("left_out", {}).items():
+            lines.append(f"- left out of {s['path']} on purpose ({reason}): {n}")
+        if s.get("changed"):
+            lines.append(f"- changed while loading {s['path']}: {_counts(s['changed'])}")
     for st in card["steps"]:
         for reason, ids in st["examples"].items():
             lines.append(f"- {st['name']} / {reason}: e.g. " + ", ".join(ids))
+    lines += ["", "Content hashes (sha256):", ""]
+    for s in card["sources"]:
+        lines.append(f"- {s['path']}: input {s.get('input_sha256') or 'n/a (Hub or replay)'}, records used {s['sha256']}")
+    lines += [f"- train.jsonl records: {card['train_sha256']}", f"- eval.jsonl records: {card['eval_sha256']}"]
     return "\n".join(lines) + "\n"
+
+
+def _skipped(skipped: dict) -> str:
+    left_out = sum(skipped.get("left_out", {}).values())
+    return f"{skipped['total']}" + (f" (+{left_out} left out)" if left_out else "")
+
+
+def _per_source_markdown(card: dict) -> list[str]:
+    """Records in → out (dropped, +added) per source (``Record.source``) at every step."""
+    names = sorted({name for st in card["steps"] for name in st.get("sources", {})} | set(card["split"].get("by_source", {})))
+    if not names:
+        return []
+    lines = ["Per source and step: records in → out (−dropped, +added).", "", "| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+
+    def cell(c: dict | None) -> str:
+        if not c:
+            return ""
+        return f"{c['in']} → {c['out']}" + (f" (−{c['dropped']})" if c["dropped"] else "") + (f" (+{c['added']})" if c["added"] else "")
+
+    for st in card["steps"]:
+        if st["name"] == "decontaminate":
+            split = card["split"].get("by_source", {})
+            lines.append("| split (train / eval) | " + " | ".join(f"{split.get(n, {}).get('train', 0)} / {split.get(n, {}).get('eval', 0)}" for n in names) + " |")
+        lines.append(f"| {st['name']} | " + " | ".join(cell(st.get("sources", {}).get(n)) for n in names) + " |")
+    return lines + [""]
 
 
 def _counts(counts: dict) -> str:

@@ -15,7 +15,9 @@ from medtune.data.sources import mcq
 
 LICENSE = "mit"
 """jind11/MedQA is MIT-licensed."""
-HUB_IDS = ("GBaker/MedQA-USMLE-4-options", "bigbio/med_qa")
+HUB_IDS = ("GBaker/MedQA-USMLE-4-options",)
+"""(``bigbio/med_qa`` is a loading script, which ``datasets`` 4+ no longer runs; download its
+files and pass the path instead: its list-of-``{key, value}`` options are read.)"""
 
 
 def load(

@@ -9,7 +9,9 @@ Two shapes:
   ``Answer: no answer (removed upstream ...)``), never a crash and never a record.
 * the flat CSV/Parquet/Hub form: ``question``/``answer`` columns plus optional
   ``source``/``focus_area``/``qtype`` (column names matched case-insensitively), e.g.
-  ``keivalya/MedQuad-MedicalQnADataset`` (``Question``, ``Answer``, ``qtype``).
+  ``keivalya/MedQuad-MedicalQnADataset`` (``Question``, ``Answer``, ``qtype``) or
+  ``lavita/MedQuAD``. A row whose answer is empty or null (the MedlinePlus rows of the flat
+  copies) is counted in ``skips`` as ``empty answer`` under every policy, as in the XML.
 
 Record ids are ``<source>-<collection>-<file stem>-<pid>`` for XML (qids repeat across files
 upstream, so they are kept in ``meta["qid"]``) and
@@ -21,7 +23,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from medtune.data.errors import DataError, OnError, SkipLog
+from medtune.data.errors import DataError, KnownGap, OnError, SkipLog
 from medtune.data.files import field_text
 from medtune.data.records import Record
 from medtune.data.sources.rows import check_policy, collect, pick, source_name
@@ -75,6 +77,8 @@ def load(
     def to_record(origin: str, line: int, row: dict) -> Record:
         q_col, a_col = pick(row, "question") or "question", pick(row, "answer") or "answer"
         question = field_text(origin, line, row, q_col)
+        if a_col in row and (row[a_col] is None or (isinstance(row[a_col], str) and not row[a_col].strip())):
+            raise KnownGap(origin, EMPTY_ANSWER, line=line, field=a_col)  # e.g. lavita/MedQuAD's MedlinePlus rows
         answer = field_text(origin, line, row, a_col)
         meta = {}
         for key in ("source", "focus_area", "qtype"):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medtune.data.errors import DataError, OnError, SkipLog
+from medtune.data.errors import DataError, LeftOut, OnError, SkipLog
 from medtune.data.files import field_text
 from medtune.data.records import Record
 from medtune.data.sources import mcq
@@ -61,10 +61,9 @@ def load(
     keep = read_ids(only_ids) if only_ids else None
     drop = read_ids(without_ids) if without_ids else set()
 
-    def to_record(origin: str, line: int, row: dict) -> Record | None:
+    def to_record(origin: str, line: int, row: dict) -> Record:
         item = parse(origin, line, row)
-        if (keep is not None and item["id"] not in keep) or item["id"] in drop:
-            return None
+        filter_ids(item["id"], keep, only_ids, drop, without_ids)
         return mcq.mcq_record(
             id=f"{source}-{item['id'] or line}",
             source=source,
@@ -114,6 +113,14 @@ def parse(origin: str, line: int, row: dict) -> dict:
 def stem(item: dict) -> str:
     """The medagents layout: each context on its own line, then the question."""
     return "\n".join([*item["contexts"], item["question"]])
+
+
+def filter_ids(item_id: str, keep: set[str] | None, only_ids: str | None, drop: set[str], without_ids: str | None) -> None:
+    """Raise ``LeftOut`` (counted in the data card) for an item that ``only_ids``/``without_ids`` leave out."""
+    if keep is not None and item_id not in keep:
+        raise LeftOut(f"not in only_ids ({Path(str(only_ids)).name})")
+    if item_id in drop:
+        raise LeftOut(f"in without_ids ({Path(str(without_ids)).name})")
 
 
 def read_ids(path: str) -> set[str]:

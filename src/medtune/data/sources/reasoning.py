@@ -58,7 +58,7 @@ def load(
     keep = pubmedqa.read_ids(only_ids) if only_ids else None
     drop = pubmedqa.read_ids(without_ids) if without_ids else set()
 
-    def to_record(origin: str, line: int, row: dict) -> Record | None:
+    def to_record(origin: str, line: int, row: dict) -> Record:
         if shape == "o1" or (shape == "auto" and {"Question", "Complex_CoT", "Response"} & set(row)):
             return Record(
                 id=f"{source}-{line}",
@@ -71,8 +71,7 @@ def load(
         if shape == "auto" and not ({"QUESTION", "final_decision", "answer_rationale"} & set(row)):
             raise DataError(origin, f"unknown shape (fields: {', '.join(map(str, row))}); expected Question/Complex_CoT/Response or PubMedQA", line=line)
         item = pubmedqa.parse(origin, line, row)
-        if (keep is not None and item["id"] not in keep) or item["id"] in drop:
-            return None
+        pubmedqa.filter_ids(item["id"], keep, only_ids, drop, without_ids)
         if not item["long_answer"]:
             raise DataError(origin, "no long answer to use as the reasoning", line=line, field="LONG_ANSWER")
         return Record(

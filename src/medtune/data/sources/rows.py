@@ -14,16 +14,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from medtune.data.errors import DataError, OnError, SkipLog
+from medtune.data.errors import DataError, KnownGap, LeftOut, OnError, SkipLog
 from medtune.data.files import FORMATS, read_rows
 from medtune.data.records import Record
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+DEFAULT_CONFIGS = {"FreedomIntelligence/medical-o1-reasoning-SFT": "en", "qiaojin/PubMedQA": "pqa_labeled"}
+"""Hub datasets that need a configuration name, and the one medtune reads when none is given."""
 HUB_PROBE_TIMEOUT_S = 5.0
 """How long to wait for a TCP connection to the Hub before calling it unreachable."""
 
-RowMapper = Callable[[str, int, dict], "Record | None"]
-"""``(origin, line, row) -> Record`` (or ``None`` for a row that is silently not a record)."""
+RowMapper = Callable[[str, int, dict], Record]
+"""``(origin, line, row) -> Record``; raises ``DataError`` for a bad row, ``LeftOut`` for a good
+row that an option filters out (both counted, never silently lost)."""
 
 
 def collect(
@@ -46,11 +49,16 @@ def collect(
             break
         try:
             record = to_record(origin, line, row)
+        except KnownGap as e:
+            skips.add(e)
+            continue
         except DataError as e:
             skips.handle(e, on_error)
             continue
-        if record is not None:
-            records.append(record)
+        except LeftOut as e:
+            skips.left_out[e.reason] += 1
+            continue
+        records.append(record)
     return records
 
 
@@ -65,7 +73,7 @@ def open_rows(
     """``(origin, rows)`` for a local file if ``path`` exists, else for a Hub dataset id."""
     if Path(path).exists() or not is_hub_id(path):
         return str(path), read_rows(path, on_error, skips)
-    return f"hf:{path}/{split}", hub_rows(path, split=split, config=config)
+    return f"hf:{path}/{split}", hub_rows(path, split=split, config=config or DEFAULT_CONFIGS.get(path))
 
 
 def is_hub_id(path: str) -> bool:
