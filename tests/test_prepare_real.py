@@ -63,3 +63,35 @@ def test_every_step_is_counted_and_adds_up(card):
     assert decontaminate["records_out"] == card["split"]["train"]
     assert sum(decontaminate["dropped"].values()) >= 0
     assert len(card["decontaminated_against"]["files"]) == 3
+
+
+def test_every_source_adds_up_at_every_step(card):
+    """in − dropped + added = out for every source at every step, and each step starts where the
+    previous one ended (the split sits between the mixture and decontamination)."""
+    names = {"medquad", "chatdoctor5k", "ori_pqal"}
+    previous = {s["names"][0]: s["records_loaded"] for s in card["sources"]}
+    assert set(previous) == names
+    for st in card["steps"]:
+        assert set(st["sources"]) == names, st["name"]
+        for name, c in st["sources"].items():
+            assert c["in"] - c["dropped"] + c["added"] == c["out"], (st["name"], name, c)
+            assert c["in"] == previous[name], (st["name"], name)
+        assert sum(c["dropped"] for c in st["sources"].values()) == sum(st["dropped"].values()), st["name"]
+        previous = {name: c["out"] for name, c in st["sources"].items()}
+        if st["name"] == "mixture":
+            split = card["split"]["by_source"]
+            assert {n: split[n]["train"] + split[n]["eval"] for n in names} == previous
+            previous = {n: split[n]["train"] for n in names}
+    assert sum(previous.values()) == card["split"]["train"]  # decontamination's output is train.jsonl
+    steps = {st["name"]: st["sources"] for st in card["steps"]}
+    assert steps["dedupe"]["medquad"]["dropped"] > 100  # MedQuAD repeats answers across its sites
+    assert steps["mixture"]["ori_pqal"]["out"] == 500
+    assert "| quality_filter | " in card["markdown"] and f"{steps['dedupe']['medquad']['in']} → {steps['dedupe']['medquad']['out']}" in card["markdown"]
+
+
+def test_card_counts_what_the_adapters_left_out_or_changed(card):
+    sources = {s["kind"]: s for s in card["sources"]}
+    assert sources["pubmedqa"]["skipped"]["left_out"] == {"in without_ids (test_ground_truth.json)": 500}
+    assert sources["chatdoctor"]["changed"]["boilerplate_records"] > 0  # strip_boilerplate: true
+    assert all(len(s["input_sha256"]) == 64 for s in card["sources"])
+    assert "left out of" in card["markdown"] and "boilerplate_records" in card["markdown"]

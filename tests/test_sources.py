@@ -73,12 +73,60 @@ def test_hub_unreachable_fails_fast_with_one_clear_line():
     assert seconds < 20
 
 
-def test_hub_offline_mode_fails_fast():
-    proc, seconds = _run_offline({"HF_HUB_OFFLINE": "1"})
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert "DataError" in last and "HF_HUB_OFFLINE is set" in last
-    assert seconds < 20
+_EVERY_HUB_ID = """
+import json, sys, time
+from medtune.data.errors import DataError
+from medtune.data.sources import SOURCES, load_source
+for kind, module in SOURCES.items():
+    for hub_id in module.HUB_IDS:
+        started = time.monotonic()
+        try:
+            records = load_source(kind, hub_id, limit=1)
+            outcome = "loaded %d" % len(records)
+        except DataError as e:
+            outcome = str(e)
+        print(json.dumps({"kind": kind, "id": hub_id, "outcome": outcome, "s": time.monotonic() - started}))
+"""
+
+
+def _hub_ids_offline(env_changes: dict[str, str | None]) -> list[dict]:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    for key, value in env_changes.items():
+        env.pop(key, None) if value is None else env.__setitem__(key, value)
+    proc = subprocess.run([sys.executable, "-c", _EVERY_HUB_ID], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def _hub_reachable() -> bool:
+    from huggingface_hub import constants
+
+    return rows._unreachable(constants.ENDPOINT) is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"HF_HUB_OFFLINE": "1"}, {"HF_HUB_OFFLINE": None, "HF_ENDPOINT": None}],
+    ids=["HF_HUB_OFFLINE=1", "no-env"],
+)
+def test_every_adapter_takes_its_community_hub_ids_and_fails_fast_offline(env):
+    """Every adapter's real Hub ids go through datasets.load_dataset; offline, each one is a
+    one-line DataError naming the dataset, in seconds (with no variable set: no hanging retries)."""
+    if env.get("HF_HUB_OFFLINE") is None and _hub_reachable():
+        pytest.skip("the Hugging Face Hub is reachable from here; this test is for offline machines")
+    results = _hub_ids_offline(env)
+    expected = {(kind, hub_id) for kind, module in SOURCES.items() for hub_id in module.HUB_IDS}
+    assert {(r["kind"], r["id"]) for r in results} == expected
+    assert {"lavita/ChatDoctor-HealthCareMagic-100k", "lavita/ChatDoctor-iCliniq", "keivalya/MedQuad-MedicalQnADataset",
+            "GBaker/MedQA-USMLE-4-options", "openlifescienceai/medmcqa", "qiaojin/PubMedQA",
+            "FreedomIntelligence/medical-o1-reasoning-SFT", "akemiH/NoteChat",
+            "medalpaca/medical_meadow_medical_flashcards"} <= {hub_id for _, hub_id in expected}  # fmt: skip
+    for r in results:
+        if r["outcome"].startswith("loaded"):  # a copy in the local datasets cache (HF_HUB_OFFLINE=1 reads it)
+            continue
+        assert r["outcome"].startswith(f"hf:{r['id']}/train: "), r
+        assert "HF_HUB_OFFLINE is set" in r["outcome"] if env.get("HF_HUB_OFFLINE") else "cannot reach the Hugging Face Hub" in r["outcome"], r
+        assert "\n" not in r["outcome"] and r["s"] < 15, r
 
 
 def test_hub_rows_use_the_same_mapping_as_local_rows(monkeypatch):
@@ -205,6 +253,17 @@ def test_medquad_wrong_root_and_empty_folder(tmp_path):
         load_source("medquad", empty)
 
 
+def test_medquad_flat_rows_without_answers_are_counted_not_fatal(tmp_path):
+    path = tmp_path / "medquad.jsonl"
+    rows_ = [{"question": "What is X?", "answer": "X is a rare condition of the skin."}, {"question": "What is Y?", "answer": None}, {"question": "How to treat Y?", "answer": "  "}]
+    _write_jsonl(path, rows_)
+    skips = SkipLog()
+    records = load_source("medquad", path, skips=skips)  # on_error="raise": a known gap is still only counted
+    assert [r.id for r in records] == ["medquad-1"]
+    assert skips.counts == {f"answer: {medquad.EMPTY_ANSWER}": 2}
+    assert skips.examples[f"answer: {medquad.EMPTY_ANSWER}"][0].endswith(f"medquad.jsonl:2: field 'answer' {medquad.EMPTY_ANSWER}")
+
+
 def test_medquad_flat_csv():
     records = load_source("medquad", FIXTURES / "medquad_flat.csv")
     assert [(r.id, r.meta) for r in records] == [("medquad_flat-2", {"qtype": "symptoms"}), ("medquad_flat-3", {"qtype": "treatment"})]
@@ -284,11 +343,18 @@ def test_pubmedqa_shapes_agree():
 
 def test_pubmedqa_id_filters():
     ids = FIXTURES / "pubmedqa_test_ids.json"
-    assert [r.id for r in load_source("pubmedqa", FIXTURES / "pubmedqa_ori.json", only_ids=ids)] == ["pubmedqa_ori-900002"]
-    assert [r.id for r in load_source("pubmedqa", FIXTURES / "pubmedqa_ori.json", without_ids=ids)] == [
+    only, without = SkipLog(), SkipLog()
+    assert [r.id for r in load_source("pubmedqa", FIXTURES / "pubmedqa_ori.json", only_ids=ids, skips=only)] == ["pubmedqa_ori-900002"]
+    assert [r.id for r in load_source("pubmedqa", FIXTURES / "pubmedqa_ori.json", without_ids=ids, skips=without)] == [
         "pubmedqa_ori-900001",
         "pubmedqa_ori-900003",
     ]
+    # what a filter leaves out is counted (for the data card), not an error and not silently gone
+    assert only.left_out == {"not in only_ids (pubmedqa_test_ids.json)": 2} and only.total == 0
+    assert without.left_out == {"in without_ids (pubmedqa_test_ids.json)": 1}
+    reasoning = SkipLog()
+    assert len(load_source("reasoning", FIXTURES / "pubmedqa_ori.json", without_ids=ids, skips=reasoning)) == 2
+    assert reasoning.left_out == {"in without_ids (pubmedqa_test_ids.json)": 1}
 
 
 @pytest.mark.parametrize(

@@ -187,6 +187,10 @@ def prepare(cfg: DataConfig) -> Prepared:
         )
 
     train, held = split(records, cfg.eval_fraction, cfg.seed, cfg.eval_max)
+    by_source: dict[str, dict[str, int]] = {}  # the split per source, before decontamination
+    for side, part in (("train", train), ("eval", held)):
+        for r in part:
+            by_source.setdefault(r.source, {"train": 0, "eval": 0})[side] += 1
     cleaning.set_postfix_str("decontaminate")
     eval_texts = held_out_texts(held) + (load_eval_texts(cfg.decontaminate) if cfg.decontaminate else [])
     if eval_texts:
@@ -196,10 +200,6 @@ def prepare(cfg: DataConfig) -> Prepared:
     cleaning.close()
     if not train:
         raise ValueError("no training records left after preparation (check sources and filters)")
-    by_source: dict[str, dict[str, int]] = {}
-    for side, part in (("train", train), ("eval", held)):
-        for r in part:
-            by_source.setdefault(r.source, {"train": 0, "eval": 0})[side] += 1
     card = {
         "sources": sources_card,
         "steps": steps,
