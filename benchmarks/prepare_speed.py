@@ -1,4 +1,4 @@
-"""Speed of the data-preparation chain (quality filter -> PII scrub -> dedupe) on 100,000 dialogues.
+"""Speed of the data-preparation chain (quality filter -> PII scrub -> dedupe -> template) on 100,000 dialogues.
 
 The records are resampled from GenMedGPT-5k (../shared/data/genmedgpt/chatdoctor5k.json) so the
 chain sees real text, perturbed so every step has real work:
@@ -21,8 +21,10 @@ from pathlib import Path
 
 from medtune.data.clean import quality_filter, scrub_pii
 from medtune.data.dedup import dedupe
+from medtune.config import DEFAULT_SYSTEM_PROMPT
 from medtune.data.records import Record
 from medtune.data.sources import chatdoctor
+from medtune.data.templates import to_example
 
 DEFAULT_DATA = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -78,18 +80,26 @@ def main() -> None:
         ("scrub_pii", scrub_pii),
         ("dedupe", dedupe),
     ]
-    total = 0.0
+    timings: list[tuple[str, float]] = []
     for name, step in steps:
         t = time.perf_counter()
         result = step(records)
-        seconds = time.perf_counter() - t
-        total += seconds
+        timings.append((name, time.perf_counter() - t))
         print(
-            f"{name:15s} {seconds:6.2f} s  {len(records) / seconds:10,.0f} records/s  "
+            f"{name:15s} {timings[-1][1]:6.2f} s  {len(records) / timings[-1][1]:10,.0f} records/s  "
             f"in {len(records):,} out {len(result.records):,}  dropped {dict(result.dropped)}  changed {dict(result.changed)}"
         )
         records = result.records
-    print(f"{'total':15s} {total:6.2f} s  {args.n / total:10,.0f} records/s")
+    # templating: the prompt-completion examples train.py hands to TRL (alpaca renders the text here;
+    # chat leaves the model's template to the tokenizer inside TRL, so it is the cheaper of the two)
+    for template in ("chat", "alpaca"):
+        t = time.perf_counter()
+        examples = [to_example(r, template, DEFAULT_SYSTEM_PROMPT) for r in records]
+        timings.append((f"template:{template}", time.perf_counter() - t))
+        print(f"{timings[-1][0]:15s} {timings[-1][1]:6.2f} s  {len(examples) / timings[-1][1]:10,.0f} records/s  {len(examples):,} examples")
+    total = sum(seconds for _, seconds in timings)
+    print(f"{'total':15s} {total:6.2f} s  {args.n / total:10,.0f} records/s (of the {args.n:,} built)")
+    print("share of time: " + ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in timings))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from medtune.data.errors import DataError
 from medtune.data.templates import prompt_text, to_example
 
 FIXTURE = Path(__file__).parent / "fixtures" / "qa_small.jsonl"
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 
 def test_builtin_starter_set_is_big_and_covers_safety():
@@ -73,3 +74,84 @@ def test_chat_example_masks_are_set_up_and_prompt_matches_training(base_model_di
 def test_config_sources_from_yaml(tmp_path):
     cfg = load_config(None, [f"data.sources=[{{kind: generic, path: {FIXTURE}}}]"])
     assert cfg.data.sources[0].path == str(FIXTURE)
+
+
+def _bad_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """A JSONL with one good row and one of each bad kind, and a MedQuAD folder with a broken XML."""
+    jsonl = tmp_path / "qa.jsonl"
+    jsonl.write_bytes(
+        b"\n".join(
+            [
+                b'{"question": "What lowers a fever?", "answer": "Rest, fluids and paracetamol at the label dose."}',
+                b'{"question": "unterminated',  # 2: malformed JSON
+                b'{"question": "Is a rash serious?"}',  # 3: missing field
+                b'{"question": "Why?", "answer": ["a", "list"]}',  # 4: wrong type
+                b'{"question": "caf\xe9?", "answer": "bytes that are not UTF-8"}',  # 5: undecodable
+                b'{"question": "   ", "answer": "An answer to nothing at all."}',  # 6: whitespace-only
+            ]
+        )
+        + b"\n"
+    )
+    folder = tmp_path / "medquad" / "1_Test_QA"
+    folder.mkdir(parents=True)
+    (folder / "0000001.xml").write_text((FIXTURES / "medquad" / "1_TestGov_QA" / "0000001_1.xml").read_text())
+    (folder / "0000002.xml").write_text('<?xml version="1.0"?>\n<Document id="2">\n<QAPairs>\n')
+    return jsonl, tmp_path / "medquad"
+
+
+def test_bad_input_raises_by_default_and_is_listed_in_the_card_under_skip(tmp_path):
+    jsonl, medquad = _bad_inputs(tmp_path)
+    sources = [SourceConfig(path=str(jsonl)), SourceConfig(kind="medquad", path=str(medquad))]
+    with pytest.raises(DataError, match=r"qa.jsonl:2: malformed JSON"):
+        P.prepare(DataConfig(sources=sources, eval_fraction=0))
+    with pytest.raises(DataError, match=r"0000002.xml:\d+: XML does not parse"):
+        P.prepare(DataConfig(sources=sources[1:], eval_fraction=0))
+
+    prepared = P.prepare(DataConfig(sources=sources, eval_fraction=0, on_error="skip"))
+    P.write(prepared, tmp_path / "out")
+    card = json.loads((tmp_path / "out" / "data_card.json").read_text())
+    markdown = (tmp_path / "out" / "data_card.md").read_text()
+    qa, xml = card["sources"]
+    assert qa["records_loaded"] == 1 and qa["skipped"]["total"] == 5
+    reasons = qa["skipped"]["by_reason"]
+    expected = {
+        "record: malformed JSON": f"{jsonl}:2:",
+        "answer: missing field": f"{jsonl}:3: field 'answer'",
+        "answer: expected text, got list": f"{jsonl}:4: field 'answer'",
+        "record: undecodable bytes": f"{jsonl}:5:",
+        "question: empty or whitespace-only": f"{jsonl}:6: field 'question'",
+    }
+    for start, where in expected.items():
+        reason = next(r for r in reasons if r.startswith(start))
+        assert reasons[reason] == 1 and qa["skipped"]["examples"][reason][0].startswith(where), reason
+        assert where in markdown, where
+    (broken,) = [reason for reason in xml["skipped"]["by_reason"] if "XML does not parse" in reason]
+    assert xml["skipped"]["by_reason"][broken] == 1, xml["skipped"]
+    assert "0000002.xml" in markdown
+    assert card["split"]["train"] == 1 + 2  # the good row and the parsed document's two pairs
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_empty_file_and_missing_path_stop_the_run_under_either_policy(tmp_path, policy):
+    """A whole source that is missing or empty is a mistake in the config, not a row to skip."""
+    (tmp_path / "empty.jsonl").write_text("")
+    for path, message in ((tmp_path / "empty.jsonl", "empty.jsonl: file is empty"), (tmp_path / "nope.csv", "nope.csv: file does not exist")):
+        with pytest.raises(DataError, match=message):
+            P.prepare(DataConfig(sources=[SourceConfig(path=str(path))], on_error=policy))
+
+
+def test_per_source_counts_add_up_with_cross_source_duplicates_and_repeats(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    rows = [{"question": f"What is condition number {i}?", "answer": f"Condition {i} is described in chapter {i} of the handbook."} for i in range(6)]
+    a.write_text("".join(json.dumps(r) + "\n" for r in rows[:4]) + json.dumps({"question": "Q?", "answer": "x"}) + "\n")
+    b.write_text("".join(json.dumps(r) + "\n" for r in rows[2:]))  # rows 2, 3 also in a
+    cfg = DataConfig(sources=[SourceConfig(path=str(a)), SourceConfig(path=str(b), count=5, replace=True)], min_answer_chars=5, eval_fraction=0)
+    card = P.prepare(cfg).card
+    steps = {st["name"]: st for st in card["steps"]}
+    assert steps["quality_filter"]["sources"]["a"] == {"in": 5, "dropped": 1, "added": 0, "out": 4}
+    assert steps["dedupe"]["sources"]["b"] == {"in": 4, "dropped": 2, "added": 0, "out": 2}
+    assert steps["dedupe"]["by_source"]["exact_duplicate"] == {"b (dup of a)": 2}
+    assert steps["mixture"]["sources"]["b"] == {"in": 2, "dropped": 0, "added": 3, "out": 5}
+    for st in card["steps"]:
+        for c in st["sources"].values():
+            assert c["in"] - c["dropped"] + c["added"] == c["out"], st["name"]

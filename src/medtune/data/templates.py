@@ -49,7 +49,8 @@ def alpaca_prompt(context: list[dict[str, str]], system_prompt: str | None) -> s
     """Alpaca format for a conversation: earlier turns are folded into the instruction."""
     *earlier, last = context
     history = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in earlier)
-    return ALPACA.format(system=system_prompt or "", instruction=history + last["content"])
+    text = ALPACA.format(system=system_prompt or "", instruction=history + last["content"])
+    return text if system_prompt else text[text.index("### Instruction:") :]  # no persona: no empty ### System block
 
 
 def prompt_text(tokenizer, messages: list[dict[str, str]], template: str, system_prompt: str | None) -> str:
