@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from medtune.data.errors import DataError, KnownGap, OnError, SkipLog
 from medtune.data.files import field_text
 from medtune.data.records import Record
@@ -64,7 +66,7 @@ def load(
         if not files:
             raise DataError(str(p), "no *.xml files in this folder")
         records: list[Record] = []
-        for file in files:
+        for file in tqdm(files, desc=f"reading {p.name}", unit="file", disable=len(files) < 1000, leave=False):
             if limit is not None and len(records) >= limit:
                 break
             try:
