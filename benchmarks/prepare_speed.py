@@ -96,7 +96,8 @@ def main() -> None:
         t = time.perf_counter()
         examples = [to_example(r, template, DEFAULT_SYSTEM_PROMPT) for r in records]
         timings.append((f"template:{template}", time.perf_counter() - t))
-        print(f"{timings[-1][0]:15s} {timings[-1][1]:6.2f} s  {len(examples) / timings[-1][1]:10,.0f} records/s  {len(examples):,} examples")
+        name, seconds = timings[-1]
+        print(f"{name:15s} {seconds:6.2f} s  {len(examples) / seconds:10,.0f} records/s  {len(examples):,} examples")
     chain = [(name, seconds) for name, seconds in timings if name != "template:alpaca"]  # one template per run: the default
     total = sum(seconds for _, seconds in chain)
     print(f"{'total (chat)':15s} {total:6.2f} s  {args.n / total:10,.0f} records/s (of the {args.n:,} built)")

@@ -135,17 +135,19 @@ def test_bad_input_raises_by_default_and_is_listed_in_the_card_under_skip(tmp_pa
 def test_empty_file_and_missing_path_stop_the_run_under_either_policy(tmp_path, policy):
     """A whole source that is missing or empty is a mistake in the config, not a row to skip."""
     (tmp_path / "empty.jsonl").write_text("")
-    for path, message in ((tmp_path / "empty.jsonl", "empty.jsonl: file is empty"), (tmp_path / "nope.csv", "nope.csv: file does not exist")):
+    cases = ((tmp_path / "empty.jsonl", "empty.jsonl: file is empty"), (tmp_path / "nope.csv", "nope.csv: file does not exist"))
+    for path, message in cases:
         with pytest.raises(DataError, match=message):
             P.prepare(DataConfig(sources=[SourceConfig(path=str(path))], on_error=policy))
 
 
 def test_per_source_counts_add_up_with_cross_source_duplicates_and_repeats(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    rows = [{"question": f"What is condition number {i}?", "answer": f"Condition {i} is described in chapter {i} of the handbook."} for i in range(6)]
+    rows = [{"question": f"What is condition number {i}?", "answer": f"Condition {i} is in chapter {i} of the handbook."} for i in range(6)]
     a.write_text("".join(json.dumps(r) + "\n" for r in rows[:4]) + json.dumps({"question": "Q?", "answer": "x"}) + "\n")
     b.write_text("".join(json.dumps(r) + "\n" for r in rows[2:]))  # rows 2, 3 also in a
-    cfg = DataConfig(sources=[SourceConfig(path=str(a)), SourceConfig(path=str(b), count=5, replace=True)], min_answer_chars=5, eval_fraction=0)
+    sources = [SourceConfig(path=str(a)), SourceConfig(path=str(b), count=5, replace=True)]
+    cfg = DataConfig(sources=sources, min_answer_chars=5, eval_fraction=0)
     card = P.prepare(cfg).card
     steps = {st["name"]: st for st in card["steps"]}
     assert steps["quality_filter"]["sources"]["a"] == {"in": 5, "dropped": 1, "added": 0, "out": 4}

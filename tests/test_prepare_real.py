@@ -86,7 +86,8 @@ def test_every_source_adds_up_at_every_step(card):
     steps = {st["name"]: st["sources"] for st in card["steps"]}
     assert steps["dedupe"]["medquad"]["dropped"] > 100  # MedQuAD repeats answers across its sites
     assert steps["mixture"]["ori_pqal"]["out"] == 500
-    assert "| quality_filter | " in card["markdown"] and f"{steps['dedupe']['medquad']['in']} → {steps['dedupe']['medquad']['out']}" in card["markdown"]
+    medquad = steps["dedupe"]["medquad"]
+    assert f"{medquad['in']} → {medquad['out']} (−{medquad['dropped']})" in card["markdown"]
 
 
 def test_card_counts_what_the_adapters_left_out_or_changed(card):

@@ -125,7 +125,8 @@ def test_every_adapter_takes_its_community_hub_ids_and_fails_fast_offline(env):
         if r["outcome"].startswith("loaded"):  # a copy in the local datasets cache (HF_HUB_OFFLINE=1 reads it)
             continue
         assert r["outcome"].startswith(f"hf:{r['id']}/train: "), r
-        assert "HF_HUB_OFFLINE is set" in r["outcome"] if env.get("HF_HUB_OFFLINE") else "cannot reach the Hugging Face Hub" in r["outcome"], r
+        expected_reason = "HF_HUB_OFFLINE is set" if env.get("HF_HUB_OFFLINE") else "cannot reach the Hugging Face Hub"
+        assert expected_reason in r["outcome"], r
         assert "\n" not in r["outcome"] and r["s"] < 15, r
 
 
@@ -255,7 +256,11 @@ def test_medquad_wrong_root_and_empty_folder(tmp_path):
 
 def test_medquad_flat_rows_without_answers_are_counted_not_fatal(tmp_path):
     path = tmp_path / "medquad.jsonl"
-    rows_ = [{"question": "What is X?", "answer": "X is a rare condition of the skin."}, {"question": "What is Y?", "answer": None}, {"question": "How to treat Y?", "answer": "  "}]
+    rows_ = [
+        {"question": "What is X?", "answer": "X is a rare condition of the skin."},
+        {"question": "What is Y?", "answer": None},
+        {"question": "How to treat Y?", "answer": "  "},
+    ]
     _write_jsonl(path, rows_)
     skips = SkipLog()
     records = load_source("medquad", path, skips=skips)  # on_error="raise": a known gap is still only counted
@@ -482,6 +487,30 @@ def test_generic_bad_messages(tmp_path):
     path.write_text(json.dumps({"chat": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "beep"}]}) + "\n")
     with pytest.raises(DataError, match=r"chat.jsonl:1: field 'chat\[1\].role' unknown role 'robot'"):
         load_source("generic", path, messages="chat")
+
+
+def test_generic_same_rows_in_every_format_give_the_same_records(tmp_path):
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows_ = [
+        {"Q": "What is anaemia?", "A": "Too few red blood cells.", "key": "k1"},
+        {"Q": "What is iron for?", "A": "Making haemoglobin.", "key": "k2"},
+    ]
+    _write_jsonl(tmp_path / "qa.jsonl", rows_)
+    (tmp_path / "qa.json").write_text(json.dumps(rows_))
+    with open(tmp_path / "qa.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["Q", "A", "key"])
+        writer.writeheader(), writer.writerows(rows_)
+    pq.write_table(pa.Table.from_pylist(rows_), tmp_path / "qa.parquet")
+    loaded = {}
+    for fmt in ("jsonl", "json", "csv", "parquet"):
+        records = load_source("generic", tmp_path / f"qa.{fmt}", question="Q", answer="A", id="key")
+        loaded[fmt] = [(r.id, r.source, r.question, r.answer) for r in records]
+    assert loaded["jsonl"] == [(row["key"], "qa", row["Q"], row["A"]) for row in rows_]
+    assert loaded["json"] == loaded["csv"] == loaded["parquet"] == loaded["jsonl"]
 
 
 def test_generic_parquet(tmp_path):

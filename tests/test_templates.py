@@ -52,7 +52,8 @@ def test_multi_turn_dialogue_trains_on_the_last_doctor_turn():
 
 
 def test_persona_and_template_come_from_config(tmp_path):
-    cfg = load_config(None, [f"data.sources=[{{kind: reasoning, path: {FIXTURES / 'o1.jsonl'}}}]", "data.template=reasoning", f"data.system_prompt={SYSTEM}"])
+    source = f"data.sources=[{{kind: reasoning, path: {FIXTURES / 'o1.jsonl'}}}]"
+    cfg = load_config(None, [source, "data.template=reasoning", f"data.system_prompt={SYSTEM}"])
     prepared = P.prepare(cfg.data.model_copy(update={"eval_fraction": 0.0}))
     assert prepared.card["template"] == "reasoning" and prepared.card["system_prompt"] == SYSTEM
     assert all(r.reasoning for r in prepared.train)  # kept as its own field in train.jsonl

@@ -91,7 +91,8 @@ def _split_key(r: Record) -> str:
 
 
 def _step(name: str, before: list[Record], result: StepResult) -> dict:
-    return {"name": name, "records_in": len(before), "records_out": len(result.records), **result.to_dict(), "sources": per_source(before, result)}
+    counts = {"name": name, "records_in": len(before), "records_out": len(result.records)}
+    return {**counts, **result.to_dict(), "sources": per_source(before, result)}
 
 
 def per_source(before: list[Record], result: StepResult) -> dict[str, dict[str, int]]:
@@ -368,7 +369,8 @@ def _per_source_markdown(card: dict) -> list[str]:
     names = sorted({name for st in card["steps"] for name in st.get("sources", {})} | set(card["split"].get("by_source", {})))
     if not names:
         return []
-    lines = ["Per source and step: records in → out (−dropped, +added).", "", "| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = ["Per source and step: records in → out (−dropped, +added).", ""]
+    lines += ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
 
     def cell(c: dict | None) -> str:
         if not c:
@@ -378,7 +380,8 @@ def _per_source_markdown(card: dict) -> list[str]:
     for st in card["steps"]:
         if st["name"] == "decontaminate":
             split = card["split"].get("by_source", {})
-            lines.append("| split (train / eval) | " + " | ".join(f"{split.get(n, {}).get('train', 0)} / {split.get(n, {}).get('eval', 0)}" for n in names) + " |")
+            sides = (split.get(n, {}) for n in names)
+            lines.append("| split (train / eval) | " + " | ".join(f"{s.get('train', 0)} / {s.get('eval', 0)}" for s in sides) + " |")
         lines.append(f"| {st['name']} | " + " | ".join(cell(st.get("sources", {}).get(n)) for n in names) + " |")
     return lines + [""]
 
