@@ -157,3 +157,32 @@ def test_per_source_counts_add_up_with_cross_source_duplicates_and_repeats(tmp_p
     for st in card["steps"]:
         for c in st["sources"].values():
             assert c["in"] - c["dropped"] + c["added"] == c["out"], st["name"]
+
+
+def test_max_tokens_counts_with_the_models_tokenizer(tmp_path, base_model_dir):
+    """`medtune prepare` with data.max_tokens counts real tokens of the base model (not characters / 4,
+    which would keep 4 of these 14 records rather than 10), and the card says so."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medtune.cli import app
+    from medtune.data.clean import _full_text
+    from medtune.data.prepare import read_jsonl
+    from medtune.data.sources import load_source
+    from medtune.models import load_tokenizer
+
+    from conftest import REPO
+
+    src = REPO / "tests/fixtures/qa_small.jsonl"
+    config = tmp_path / "tok.yaml"
+    config.write_text(f"name: tok\noutput_dir: {tmp_path}\ndata:\n  sources: [{{kind: generic, path: {src}}}]\n  max_tokens: 36\n  eval_fraction: 0\n")
+    result = CliRunner().invoke(app, ["prepare", str(config)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "tok/data/data_card.json").read_text())
+    assert card["token_counts"] == str(base_model_dir)
+    tok = load_tokenizer(str(base_model_dir))
+    counts = {r.id: len(tok(_full_text(r), add_special_tokens=False)["input_ids"]) for r in load_source("generic", str(src))}
+    kept = {r.id for r in read_jsonl(tmp_path / "tok/data/train.jsonl")}
+    assert kept == {i for i, n in counts.items() if n <= 36}
+    assert card["steps"][0]["dropped"]["too_many_tokens"] == sum(n > 36 for n in counts.values()) > 0

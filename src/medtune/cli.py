@@ -63,7 +63,13 @@ def _prepare(cfg):
     from medtune.rundir import RunDir
 
     run = RunDir.create(cfg)
-    prepared = data_prepare.prepare(cfg.data)
+    tokenizer = None
+    if cfg.data.max_tokens:  # count with the model's own tokenizer, not an estimate
+        from medtune.models import load_tokenizer, resolve
+
+        resolved = resolve(cfg.model.name, cfg.model.revision)
+        tokenizer = load_tokenizer(resolved.path, cfg.model.revision if resolved.kind == "hub" else None)
+    prepared = data_prepare.prepare(cfg.data, tokenizer)
     data_prepare.write(prepared, run.data)
     split = prepared.card["split"]
     console.print(f"prepared {split['train']} train / {split['eval']} eval records → {run.data}")

@@ -111,7 +111,7 @@ class DataConfig(Section):
     min_question_chars: int = Field(1, ge=0)
     """Drop records whose question is shorter."""
     max_tokens: int | None = Field(None, gt=0)
-    """Drop records longer than this many tokens (estimated as characters / 4 at prepare time)."""
+    """Drop records longer than this many tokens (question + reasoning + answer, counted with the base model's tokenizer)."""
     language: str | None = None
     """Keep only records that look like this language ('en'; a cheap heuristic), None = no check."""
     scrub_pii: bool = False

@@ -115,8 +115,11 @@ def per_source(before: list[Record], result: StepResult) -> dict[str, dict[str, 
     return counts
 
 
-def prepare(cfg: DataConfig) -> Prepared:
-    """Run the data stage in memory; ``write`` puts it on disk. Every step is counted in the card."""
+def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
+    """Run the data stage in memory; ``write`` puts it on disk. Every step is counted in the card.
+
+    ``tokenizer`` (the base model's) counts tokens for ``max_tokens``; without one they are
+    estimated as characters / 4, and the card says which."""
     records: list[Record] = []
     sources_card = []
     origin: dict[str, int] = {}  # "source/id" → index of the configured source it came from
@@ -158,6 +161,7 @@ def prepare(cfg: DataConfig) -> Prepared:
         max_answer_chars=cfg.max_answer_chars,
         min_question_chars=cfg.min_question_chars,
         max_tokens=cfg.max_tokens,
+        tokenizer=tokenizer,
         language=cfg.language,
     )
     if cfg.scrub_pii:
@@ -209,6 +213,7 @@ def prepare(cfg: DataConfig) -> Prepared:
         "answer_words": {group: _stats(lengths) for group, lengths in answer_words(train + held).items()},
         "decontaminated_against": {"held_out": len(held), "files": cfg.decontaminate},
         "template": cfg.template,
+        "token_counts": None if cfg.max_tokens is None else (getattr(tokenizer, "name_or_path", "tokenizer") if tokenizer else "estimated (characters / 4)"),
         "system_prompt": cfg.system_prompt,
         "train_sha256": _records_hash(train),
         "eval_sha256": _records_hash(held),
