@@ -171,6 +171,7 @@ def build(reference: str, explicit=None, compare: bool = False, quantization: st
         for event in (question.submit, send.click):
             event(respond, inputs, outputs, concurrency_limit=1, show_progress="minimal")
         clear.click(lambda: ([], [], [], []), None, [tuned_box, tuned_state, base_box, base_state])
+        tuned_box.clear(lambda: ([], [], []), None, [tuned_state, base_box, base_state])  # the chatbot's own trash button
     app.models = models
     return app
 
