@@ -306,8 +306,16 @@ def load_chat(reference: str, explicit=None, quantization: str | None = None):
     """``(generator, cfg)`` for a run directory (base + adapter) or a base model, as ``medtune ask`` resolves it."""
     from medtune.generate import load_generator
 
+    check_quantization(quantization)
     generator, _ = load_generator(reference, quantization, cfg=explicit)
     return generator, resolve_config(reference, explicit)
+
+
+def check_quantization(quantization: str | None) -> None:
+    from medtune.models import ModelError
+
+    if quantization not in (None, "none", "4bit", "8bit"):
+        raise ModelError(f"--quantization {quantization!r}: choose none, 4bit or 8bit")
 
 
 HELP = "/think  show or hide reasoning (and show the last answer's)   /reset  forget the conversation   /quit  leave (or Ctrl-D)"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 
-from medtune.chat import ChatSession, resolve_config
+from medtune.chat import ChatSession, check_quantization, resolve_config
 from medtune.guardrails import Guardrails
 
 EXAMPLES = [
@@ -49,6 +49,7 @@ class Models:
     """The tuned generator (and the base one for comparison), loaded on first use, shared by all sessions."""
 
     def __init__(self, reference: str, explicit=None, quantization: str | None = None, compare: bool = False):
+        check_quantization(quantization)
         self.reference, self.explicit, self.quantization, self.compare = reference, explicit, quantization, compare
         self.cfg = resolve_config(reference, explicit)
         self.guardrails = Guardrails(self.cfg.guardrails)
@@ -157,7 +158,10 @@ def build(reference: str, explicit=None, compare: bool = False, quantization: st
             base_chat = [*base_chat, {"role": "user", "content": message}] if compare else base_chat
             waiting = {"role": "assistant", "content": THINKING if models.loaded else LOADING}
             yield "", [*tuned_chat, waiting], tuned_hist, ([*base_chat, waiting] if compare else base_chat), base_hist, gr.skip()
-            tuned, base = models.load()
+            try:
+                tuned, base = models.load()
+            except (ModelError, FileNotFoundError, ValueError) as e:
+                raise gr.Error(f"could not load {reference}: {e}") from None
             shown = tuned_chat
             for new, tuned_hist in answer_turn(models, tuned, tuned_hist, message, temp, length, think):
                 shown = [*tuned_chat, *new]
