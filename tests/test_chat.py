@@ -195,7 +195,7 @@ def medtune(*args: str, stdin: str, timeout: int = 900) -> subprocess.CompletedP
 def test_medtune_chat_subprocess_with_the_builtin_model():
     """The real command on stdin: a benign question streamed by the model, /think, an emergency, /reset, EOF."""
     lines = ["What is a normal resting heart rate?", "/think", EMERGENCY, "/reset", "/help"]
-    result = medtune("chat", "--set", "generation.max_new_tokens=8", "--set", "generation.temperature=0", stdin="\n".join(lines) + "\n")
+    result = medtune("chat", "--quantization", "none", "--set", "generation.max_new_tokens=8", "--set", "generation.temperature=0", stdin="\n".join(lines) + "\n")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     benign = out[out.index("medtune>") : out.index("reasoning shown")]

@@ -68,7 +68,7 @@ def ui_server(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(tmp_path / "ui.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medtune", "ui", "--port", str(port), "--set", "generation.max_new_tokens=8", "--set", "generation.temperature=0"],
+        [sys.executable, "-m", "medtune", "ui", "--port", str(port), "--quantization", "none", "--set", "generation.max_new_tokens=8", "--set", "generation.temperature=0"],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
     )
     proc.stdout = log
