@@ -226,6 +226,45 @@ def safety(
         output.write_text(json.dumps(result, indent=2, ensure_ascii=False))
 
 
+@command
+def chat(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
+    quantization: Optional[str] = typer.Option(None, help="Load the base as none/4bit/8bit (default: as configured or trained)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail/chat settings."),
+    set: Optional[list[str]] = SetOpt,
+):
+    """Chat in the terminal (streamed, through the guardrails): /think, /reset, /quit."""
+    from medtune.chat import ChatSession, load_chat, repl
+
+    explicit = _config(config, set) if (config or set) else None
+    with console.status(f"loading {model} ..."):
+        generator, cfg = load_chat(model, explicit, quantization)
+    repl(ChatSession(generator, cfg), console)
+
+
+@command
+def ui(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 exposes it to the network)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: Gradio's, 7860 or the next free one)."),
+    share: bool = typer.Option(False, help="Also open a public Gradio share link."),
+    auth: Optional[str] = typer.Option(None, help="Require a login, given as user:password."),
+    compare: bool = typer.Option(False, help="Side by side: the run's base model (adapter disabled) next to the tuned one."),
+    quantization: Optional[str] = typer.Option(None, help="Load the base as none/4bit/8bit (default: as configured or trained)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail/chat settings."),
+    set: Optional[list[str]] = SetOpt,
+):
+    """A Gradio chat app (the model loads on the first question); binds 127.0.0.1 unless told otherwise."""
+    from medtune.ui import launch, parse_auth
+
+    explicit = _config(config, set) if (config or set) else None
+    try:
+        credentials = parse_auth(auth)
+    except ValueError as e:
+        _fail(str(e))
+    launch(model, explicit, host=host, port=port, share=share, auth=credentials, compare=compare, quantization=quantization)
+
+
 def main() -> None:
     try:
         app()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from medtune.chat import ChatConfig
 from medtune.guardrails import GuardrailsConfig
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -222,6 +223,7 @@ class RunConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     eval: EvalConfig = EvalConfig()
     guardrails: GuardrailsConfig = GuardrailsConfig()
+    chat: ChatConfig = ChatConfig()
 
     @property
     def run_dir(self) -> Path:

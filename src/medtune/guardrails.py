@@ -394,6 +394,7 @@ RULES: dict[str, list[tuple[str, str]]] = {
             r"\bdrug (?:her|his|their|someone's|somebody's) (?:drink|food|coffee|tea)",
         )),
         ("make_drug_weapon", r"\b(?:make|cook|synthesi[sz]e|brew|manufacture|produce|extract|synthesis (?:route )?for|recipe for)\b[^.?!]{0,30}\b(?:meth\w*|fentanyl|heroin|ricin|sarin|nerve agents?|nerve gas|mustard gas|cyanide|crack|ghb|chloroform|toxins?|poisons?|toxic gas)\b"),
+        ("silence_forever", r"\b(?:stops?|stopped) (?:crying|screaming|breathing|moving|talking|waking up)\b[^.?!]{0,20}\b(?:forever|for good|permanently|once and for all)\b"),
         ("tamper", _any(
             r"\btamper\w* with\b",
             r"\bswap (?:his|her|their|someone's) (?:pills|medication|meds)",
