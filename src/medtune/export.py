@@ -197,13 +197,14 @@ def verify_gguf(merged: Path, files: dict[str, str], run: RunDir, cfg: RunConfig
     stops = reference.generation_config.eos_token_id
     stops = stops if isinstance(stops, list) else [stops]
     ref_greedy = [greedy(reference, p, ex.verify_new_tokens, stops) for p in prompts]
+    ref_argmax = [next_tokens(reference, p, cont) for p, cont in zip(prompts, ref_greedy)]
     ref_ppl = perplexity(reference, texts)
     report = {"merged": {"path": str(merged), "perplexity": ref_ppl, "records": len(texts), "prompts": len(prompts)}, "gguf": {}, "passed": True}
     for t, path in files.items():
         gguf_path = Path(path)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32).eval()
         gtok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        entry = compare(model, reference, prompts, ref_greedy, texts, ref_ppl, ex.verify_new_tokens, stops)
+        entry = compare(model, prompts, ref_greedy, ref_argmax, texts, ref_ppl, ex.verify_new_tokens, stops)
         entry["tokenizer_identical"] = all(gtok(tokenizer.decode(p), add_special_tokens=False)["input_ids"] == p for p in prompts)
         entry.update(gguf_metadata(gguf_path, tokenizer))
         entry["size_mb"] = round(gguf_path.stat().st_size / 2**20, 1)
@@ -257,19 +258,20 @@ def perplexity(model, texts: list[list[int]]) -> float:
     return math.exp(nll / max(count, 1))
 
 
-def compare(model, reference, prompts, ref_greedy, texts, ref_ppl: float, n: int, stops: list[int]) -> dict:
-    """Teacher-forced argmax agreement on the reference's greedy continuations, exact continuations, perplexity."""
+def next_tokens(model, prompt: list[int], continuation: list[int]):
+    """The model's argmax next token at each position of ``continuation`` (teacher forcing)."""
     import torch
 
-    agree, total = 0, 0
     with torch.inference_mode():
-        for p, cont in zip(prompts, ref_greedy):
-            if not cont:
-                continue
-            x = torch.tensor([p + cont])
-            a = model(x).logits[0, len(p) - 1 : -1].argmax(-1)
-            b = reference(x).logits[0, len(p) - 1 : -1].argmax(-1)
-            agree += int((a == b).sum())
+        return model(torch.tensor([prompt + continuation])).logits[0, len(prompt) - 1 : -1].argmax(-1)
+
+
+def compare(model, prompts, ref_greedy, ref_argmax, texts, ref_ppl: float, n: int, stops: list[int]) -> dict:
+    """Teacher-forced argmax agreement on the reference's greedy continuations, exact continuations, perplexity."""
+    agree = total = 0
+    for p, cont, ref in zip(prompts, ref_greedy, ref_argmax):
+        if cont:
+            agree += int((next_tokens(model, p, cont) == ref).sum())
             total += len(cont)
     exact = sum(greedy(model, p, n, stops) == cont for p, cont in zip(prompts, ref_greedy))
     ppl = perplexity(model, texts)
@@ -310,7 +312,7 @@ def llama_cpp_check(path: Path, prompts, ref_greedy, n: int) -> dict | None:
         from llama_cpp import Llama
     except ImportError:
         return None
-    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=os.cpu_count() or 1, verbose=False, logits_all=False)
+    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=os.cpu_count() or 1, verbose=False)
     same = agree = total = 0
     for p, cont in zip(prompts, ref_greedy):
         llm.reset()
@@ -529,6 +531,8 @@ def write_model_card(run: RunDir, cfg: RunConfig, out: Path, done: dict) -> Path
     lines += ["", f"Split: {split.get('train', '?')} train / {split.get('eval', '?')} held-out records (seed {split.get('seed', '?')}).", ""]
     if licences:
         lines += ["Licences of the training data: " + "; ".join(f"{k}: {v} records" for k, v in licences.items()) + ". Check them before redistributing this model.", ""]
+        if "unknown" in licences:
+            lines += [f"**{licences['unknown']} training records have no stated licence** (set `license:` on their source); clear their terms before publishing this model.", ""]
     lines += ["## Training", "", "```yaml", yaml.safe_dump({"model": cfg.model.model_dump(mode="json"), "lora": cfg.lora.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json")}, sort_keys=False).strip(), "```", ""]
     lines += ["## Evaluation (held-out split)", ""]
     results = report.get("results", {})
