@@ -165,14 +165,14 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
         turns = [{"role": m.role, "content": m.text()} for m in req.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1]["role"] != "user":
             raise APIError(400, "messages: the last message must be the user's")
-        decision = guardrails.before(turns[-1]["content"], turns[:-1])
+        decision = await run_in_threadpool(guardrails.before, turns[-1]["content"], turns[:-1])  # the encoder: keep it off the event loop
         addendum = "\n\n".join(s for s in (system, decision.system_addendum) if s) or None
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": rid, "created": created, "model": req.model or model_name}
         prompt_tokens = 0
         if decision.reply is None:
             prompt = generator.prompts([turns], [addendum])[0]
-            prompt_tokens = len(generator.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            prompt_tokens = len((await run_in_threadpool(generator.tokenizer, prompt, add_special_tokens=False))["input_ids"])
             if prompt_tokens > sc.max_prompt_tokens:
                 raise APIError(400, f"messages: the prompt is {prompt_tokens} tokens; the limit is {sc.max_prompt_tokens} (shorten the conversation)", code="context_length_exceeded")
         gen = cfg.generation.model_copy(update={k: v for k, v in {"top_p": req.top_p, "seed": req.seed}.items() if v is not None})
