@@ -240,7 +240,10 @@ def greedy(model, prompt: list[int], n: int, stops: list[int]) -> list[int]:
     import torch
 
     with torch.inference_mode():
-        out = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False, temperature=None, top_p=None, top_k=None, eos_token_id=stops, pad_token_id=stops[0])
+        out = model.generate(
+            torch.tensor([prompt]), max_new_tokens=n, do_sample=False, temperature=None, top_p=None, top_k=None,
+            repetition_penalty=1.0, eos_token_id=stops, pad_token_id=stops[0],
+        )  # plain greedy: the merged model's saved repetition_penalty would make the two runs decode differently
     return out[0, len(prompt):].tolist()
 
 
