@@ -80,7 +80,7 @@ def test_gguf_verification_fails_loudly_when_out_of_tolerance(exported, tmp_path
 
     cfg, run, out = exported
     strict = cfg.model_copy(deep=True)
-    strict.export.verify_prompts, strict.export.verify_records = 1, 1
+    strict.export.verify_prompts, strict.export.verify_records, strict.export.verify_new_tokens = 1, 1, 4
     strict.export.max_perplexity_change = {"q8_0": 0.0}  # q8_0 rounds weights, so its perplexity moves a little
     with pytest.raises(ExportError, match="GGUF verification failed"):
         verify_gguf(out / "merged", {"q8_0": str(out / "gguf" / "model-q8_0.gguf")}, run, strict, tmp_path / "verify.json")
