@@ -20,7 +20,6 @@ from medtune.config import dump_config, load_config
 
 from conftest import REPO, tiny_overrides
 
-pytestmark = pytest.mark.slow
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 LOSS_TOLERANCE = 1e-4
 """Absolute; measured differences are ~1e-6 (fp32 sums in another order)."""
@@ -53,6 +52,7 @@ def history(run_dir: Path) -> list[dict]:
     return [h for h in json.loads((run_dir / "logs" / "history.json").read_text()) if "loss" in h]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     ddp_cfg = config_file(tmp_path, "ddp", batch_size=2)
     one_cfg = config_file(tmp_path, "single", batch_size=4)
@@ -80,3 +80,30 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert any(t.abs().sum() > 0 for k, t in ddp_w.items() if "lora_B" in k), "rank 0 saved a trained adapter"
     worst = max((ddp_w[k] - one_w[k]).abs().max().item() for k in ddp_w)
     assert worst < 1e-4, worst
+
+
+@pytest.mark.parametrize("name", ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_shipped_accelerate_configs_launch(name, monkeypatch):
+    """Each config under configs/accelerate goes through accelerate's own launch validation and
+    becomes the environment its launcher would start the processes with."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    path = REPO / "configs" / "accelerate" / f"{name}.yaml"
+    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "medtune", "train", "cfg.yaml"])
+    args = _validate_launch_command(args)[0]
+    if name.startswith("deepspeed"):
+        assert args.use_deepspeed
+        args.deepspeed_fields_from_accelerate_config = ""
+        _, env = prepare_deepspeed_cmd_env(args)
+        assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == name[-1]
+    else:
+        assert args.multi_gpu or args.use_fsdp
+        env = prepare_multi_gpu_env(args)
+    if name == "fsdp":
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        plugin = FullyShardedDataParallelPlugin()
+        assert plugin.fsdp_version == 2 and plugin.reshard_after_forward and plugin.auto_wrap_policy is not None
