@@ -82,19 +82,20 @@ def measure(name: str, setup: dict, records, args, tmp: str) -> dict:
         sft_args.pad_to_multiple_of = cfg.train.max_seq_length
     torch.manual_seed(0)
     _, tok, model = load_base(cfg.model)
-    marks: list[tuple[float, float]] = []
+    marks: list[tuple[float, float, float]] = []
 
     class Clock(TrainerCallback):
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "num_tokens" in logs:
-                marks.append((time.perf_counter(), float(logs["num_tokens"])))
+                marks.append((time.perf_counter(), time.process_time(), float(logs["num_tokens"])))
 
     trainer = SFTTrainer(model=model, args=sft_args, train_dataset=examples_dataset(records, cfg), processing_class=tok,
                          peft_config=peft_config(cfg, model), callbacks=[Clock()])
     trainer.train()
-    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    (t0, c0, n0), (t1, c1, n1) = marks[0], marks[-1]
     return {"setup": name, "batch": batch, "steps_timed": len(marks) - 1, "real_tokens": n1 - n0, "seconds": t1 - t0,
-            "tokens_per_s": (n1 - n0) / (t1 - t0), "flops_per_token": flops_per_token(model, min(cfg.lora.layers or [0]))}
+            "cpu_seconds": c1 - c0, "tokens_per_s": (n1 - n0) / (t1 - t0), "tokens_per_cpu_s": (n1 - n0) / (c1 - c0),
+            "flops_per_token": flops_per_token(model, min(cfg.lora.layers or [0]))}
 
 
 def flops_per_token(model, lowest_layer: int) -> float:
@@ -108,18 +109,18 @@ def flops_per_token(model, lowest_layer: int) -> float:
     return forward + backward
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """fp32 FLOP/s of a large matmul with this process's threads: the best of a few timings."""
+def matmul_peak(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
+    """fp32 matmul FLOPs per wall second and per CPU second (this process's threads), best of a few."""
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
+        wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
+    return 2 * n ** 3 / wall, 2 * n ** 3 / cpu
 
 
 def rss_child(kind: str, args) -> None:
@@ -195,9 +196,15 @@ def main() -> None:
     ap.add_argument("--rss", action="store_true", help="also measure peak RSS of LoRA fp32 vs QLoRA (two subprocesses)")
     ap.add_argument("--profile", action="store_true", help="profile one packed step instead of the comparison")
     ap.add_argument("--rss-child", choices=["lora", "qlora"], help=argparse.SUPPRESS)
+    ap.add_argument("--only-rss", action="store_true", help="only the peak RSS comparison")
     args = ap.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child, args)
+    if args.only_rss:
+        rss = peak_rss(args)
+        print(f"peak RSS of a medtune training process (packed, max_length {args.max_length}): "
+              f"LoRA fp32 {rss['lora']:.0f} MiB, QLoRA 4-bit {rss['qlora']:.0f} MiB ({rss['qlora'] / rss['lora']:.2f}x)")
+        return
 
     import torch
 
@@ -213,17 +220,21 @@ def main() -> None:
         rows = [measure(name, SETUPS[name], records, args, tmp) for name in names]
         peak_after = matmul_peak()
     per_token = rows[0]["flops_per_token"]
-    naive = rows[0]["tokens_per_s"]
+    naive = rows[0]
+    peak_wall, peak_cpu = max(peak[0], peak_after[0]), max(peak[1], peak_after[1])
     print(f"\ndata: {len(records)} dialogues ({'starter + GenMedGPT-5k sample' if CHATDOCTOR.exists() else 'starter set'}), "
-          f"max_length {args.max_length}; torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs")
-    print(f"fp32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s before, {peak_after / 1e9:.1f} after; "
+          f"max_length {args.max_length}; torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"fp32 matmul peak (2048^3): {peak_wall / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} GFLOP per CPU-second; "
           f"useful model FLOPs per real token {per_token / 1e6:.0f} M")
-    header = f"{'setup':32} {'batch':>5} {'steps':>5} {'real tok':>9} {'sec':>7} {'tok/s':>8} {'vs naive':>8} {'MFU':>6}"
+    print("tok/s = real tokens per wall second; tok/CPU-s = per second of this process's CPU time (stable when other\n"
+          "processes share the machine); the ratio and MFU use CPU time: MFU = tok/CPU-s x FLOPs/token / matmul FLOP per CPU-s")
+    header = f"{'setup':32} {'batch':>5} {'steps':>5} {'real tok':>9} {'wall s':>7} {'tok/s':>7} {'tok/CPU-s':>9} {'vs naive':>8} {'MFU':>6}"
     print(header + "\n" + "-" * len(header))
     for r in rows:
-        mfu = r["tokens_per_s"] * per_token / max(peak, peak_after)
+        mfu = r["tokens_per_cpu_s"] * per_token / peak_cpu
         print(f"{r['setup']:32} {r['batch']:>5} {r['steps_timed']:>5} {r['real_tokens']:>9.0f} {r['seconds']:>7.1f} "
-              f"{r['tokens_per_s']:>8.1f} {r['tokens_per_s'] / naive:>7.2f}x {mfu:>6.1%}")
+              f"{r['tokens_per_s']:>7.1f} {r['tokens_per_cpu_s']:>9.2f} {r['tokens_per_cpu_s'] / naive['tokens_per_cpu_s']:>7.2f}x {mfu:>6.1%}")
     if args.rss:
         rss = peak_rss(args)
         print(f"\npeak RSS of a medtune training process (packed, max_length {args.max_length}): "
