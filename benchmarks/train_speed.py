@@ -185,6 +185,23 @@ def profile_packed_step(records, args, tmp: str) -> None:
     print(state["p"].key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
+def run_parallel(numbers, args) -> list[dict]:
+    """One subprocess per setup, started together: a shared machine's load hits them alike."""
+    procs = []
+    for i in numbers:
+        cmd = [sys.executable, __file__, "--json", "--setups", str(i), "--steps", str(args.steps), "--batch", str(args.batch),
+               "--packed-batch", str(args.packed_batch), "--max-length", str(args.max_length), "--chatdoctor", str(args.chatdoctor)]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+    rows = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        line = [ln for ln in out.splitlines() if ln.startswith("JSON ")]
+        if proc.returncode or not line:
+            raise SystemExit(f"a setup subprocess failed (exit {proc.returncode})")
+        rows += json.loads(line[-1][5:])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=5, help="optimizer steps per setup (the first is warm-up)")
@@ -197,6 +214,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="profile one packed step instead of the comparison")
     ap.add_argument("--rss-child", choices=["lora", "qlora"], help=argparse.SUPPRESS)
     ap.add_argument("--only-rss", action="store_true", help="only the peak RSS comparison")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run the setups at the same time, one subprocess each, so they share the same machine load")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child, args)
@@ -216,9 +236,15 @@ def main() -> None:
         if args.profile:
             return profile_packed_step(records, args, tmp)
         peak = matmul_peak()
-        names = list(SETUPS) if args.setups == "all" else [list(SETUPS)[int(i) - 1] for i in args.setups.split(",")]
-        rows = [measure(name, SETUPS[name], records, args, tmp) for name in names]
+        numbers = range(1, len(SETUPS) + 1) if args.setups == "all" else [int(i) for i in args.setups.split(",")]
+        if args.parallel:
+            rows = run_parallel(numbers, args)
+        else:
+            rows = [measure(list(SETUPS)[i - 1], SETUPS[list(SETUPS)[i - 1]], records, args, tmp) for i in numbers]
         peak_after = matmul_peak()
+        if args.json:
+            print("JSON " + json.dumps(rows))
+            return
     per_token = rows[0]["flops_per_token"]
     naive = rows[0]
     peak_wall, peak_cpu = max(peak[0], peak_after[0]), max(peak[1], peak_after[1])
