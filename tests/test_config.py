@@ -59,6 +59,6 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == cfg and isinstance(again, RunConfig)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name != "accelerate"), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     load_config(path)

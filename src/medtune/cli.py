@@ -84,15 +84,19 @@ def train(
 ):
     """Train a LoRA/QLoRA adapter (prepares the data first if the run has none)."""
     from medtune.rundir import RunDir
+    from medtune.train import is_main_process, main_process_first
     from medtune.train import train as run_train
 
     cfg = _config(config, set)
     run = RunDir(cfg.run_dir)
-    if not (run.data / "train.jsonl").exists():
-        run = _prepare(cfg)
-    else:
-        RunDir.create(cfg)
+    with main_process_first():  # under `accelerate launch`: rank 0 prepares, the other ranks then find the data
+        if not (run.data / "train.jsonl").exists():
+            run = _prepare(cfg)
+        elif is_main_process():
+            RunDir.create(cfg)
     result = run_train(cfg, run, resume=resume)
+    if not is_main_process():
+        return
     console.print(f"trained {result.steps} steps in {result.seconds:.0f}s, train loss {result.train_loss:.4f} → {run.adapter}")
 
 

@@ -104,6 +104,7 @@ def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        ddp_find_unused_parameters=False,  # every LoRA weight is used in every step; the search costs a pass
     )
 
 
@@ -133,8 +134,8 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     )
     keep_adapter_fp32(trainer.model)
     # TRL drops examples whose answer was truncated away entirely; say so rather than lose them quietly.
-    dropped = len(train_ds) - len(trainer.train_dataset)
-    if dropped:
+    dropped = len(train_ds) - examples_in(trainer.train_dataset)
+    if dropped and trainer.is_world_process_zero():
         print(f"warning: {dropped} training examples had no answer tokens left within max_seq_length={cfg.train.max_seq_length} and were dropped")
     checkpoint = last_checkpoint(run.checkpoints) if resume else None
     if resume and checkpoint is None:
@@ -142,21 +143,49 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     start = time.time()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.time() - start
-    trainer.save_model(str(run.adapter))
+    trainer.save_model(str(run.adapter))  # writes on the main process only
+    result = TrainResult(output.training_loss, trainer.state.global_step, seconds, examples_in(trainer.train_dataset), dropped)
+    if not trainer.is_world_process_zero():  # under `accelerate launch` (DDP) one process writes the run directory
+        return result
     tokenizer.save_pretrained(str(run.adapter))
     history = trainer.state.log_history
     run.logs.mkdir(parents=True, exist_ok=True)
     (run.logs / "history.json").write_text(json.dumps(history, indent=1))
     plot_curves(history, run.logs / "curves.png")
-    result = TrainResult(output.training_loss, trainer.state.global_step, seconds, len(trainer.train_dataset), dropped)
     run.update_manifest(
         seed=cfg.train.seed,
         base_model=resolved.identity,
         data={name: sha256_file(run.data / name) for name in ("train.jsonl", "eval.jsonl") if (run.data / name).exists()},
-        train={**result.__dict__, "resumed_from": str(checkpoint) if checkpoint else None, "trainable_parameters": _trainable(trainer.model)},
+        train={**result.__dict__, "resumed_from": str(checkpoint) if checkpoint else None, "trainable_parameters": _trainable(trainer.model),
+               "processes": trainer.args.world_size},
         adapter={"sha256": sha256_file(run.adapter / "adapter_model.safetensors")},
     )
     return result
+
+
+def examples_in(dataset) -> int:
+    """Examples in a prepared training set: a packed row holds several (their lengths are in ``seq_lengths``)."""
+    if "seq_lengths" in dataset.column_names:
+        return sum(len(lengths) for lengths in dataset["seq_lengths"])
+    return len(dataset)
+
+
+def main_process_first():
+    """Under ``accelerate launch`` (several processes), the main process runs the block first and the others
+    wait for it (e.g. it prepares the data, they then read it); a plain run gets a no-op context."""
+    from contextlib import nullcontext
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return nullcontext()
+    import torch
+    from accelerate import PartialState
+
+    # the same process group the trainer joins (gloo on a CPU, as SFTConfig(use_cpu=True) asks for)
+    return PartialState(cpu=not torch.cuda.is_available()).main_process_first()
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def keep_adapter_fp32(model) -> None:
