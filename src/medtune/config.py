@@ -7,6 +7,7 @@ Validation errors come out as one line naming the file and the dotted key.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -344,7 +345,7 @@ def stage_config(cfg: RunConfig, index: int) -> RunConfig:
     stage = cfg.stages[index]
     data = cfg.model_dump(mode="json", exclude={"stages", "sweep"})
     for section in ("model", "lora", "data", "train", "generation", "eval"):
-        data[section] = _merge(data[section], getattr(stage, section))
+        data[section] = _merge(data[section], copy.deepcopy(getattr(stage, section)))
     data["output_dir"] = str(cfg.run_dir)
     data["name"] = stage.name
     earlier = {s.name: i for i, s in enumerate(cfg.stages[:index])}

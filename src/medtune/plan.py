@@ -87,6 +87,8 @@ def plan_one(cfg: RunConfig, replay_estimates: dict[str, int] | None = None) -> 
     memory = memory_plan(cfg, shape, gpu=model["kind"] == "hub")
     steps = cfg.train.max_steps if cfg.train.max_steps > 0 else math.ceil(
         data["train_records_estimate"] * cfg.train.epochs / (cfg.train.batch_size * cfg.train.grad_accum))
+    if not data["train_records_estimate"] and cfg.train.max_steps <= 0:
+        steps = None  # Hub data of unknown size
     return {"model": model, "data": data, "memory": memory, "optimizer_steps": steps, "trackers": trackers(cfg.train.report_to)}
 
 
@@ -95,7 +97,7 @@ def model_plan(cfg: RunConfig):
     from medtune.models import ModelError, load_tokenizer, resolve
 
     name = cfg.model.name
-    info: dict = {"reference": name, "quantization": cfg.model.quantization, "dtype": cfg.model.resolved_dtype()}
+    info: dict = {"reference": name, "quantization": cfg.model.quantization}
     tokenizer, config = None, None
     try:
         resolved = resolve(name, cfg.model.revision)
@@ -270,7 +272,7 @@ def print_plan(p: dict, console) -> None:
         m, d, mem = one["model"], one["data"], one["memory"]
         console.rule(f"[bold]dry run{': ' + title if title else ''}")
         status = "[green]resolved[/]" if m["status"] == "resolved" else f"[yellow]not resolved[/]: {m['error']}"
-        console.print(f"model: {m['reference']} ({m.get('kind')}, {m['quantization']}, {m['dtype']}) — {status}", soft_wrap=True)
+        console.print(f"model: {m['reference']} ({m.get('kind')}, {m['quantization']}, compute {mem['dtype']}) — {status}", soft_wrap=True)
         console.print(f"  {_fmt_count(m['parameters'])} parameters; architecture from {m['shape_source']}: {m['shape']}", soft_wrap=True)
         table = Table(title="data (records before cleaning)")
         for col in ("source", "status", "records", "asked", "expected in mixture"):
@@ -280,7 +282,8 @@ def print_plan(p: dict, console) -> None:
                           ", ".join(f"{k}={v}" for k, v in s["asked"].items()) or "all", str(s["expected"] if s["expected"] is not None else "?"))
         console.print(table)
         approx = "" if d["estimate_complete"] else " (Hub sources without a count not included)"
-        console.print(f"training records ≈ {d['train_records_estimate']}{approx}; optimizer steps ≈ {one['optimizer_steps']}")
+        steps = one["optimizer_steps"] if one["optimizer_steps"] is not None else "unknown (Hub data of unknown size; set a count or train.max_steps)"
+        console.print(f"training records ≈ {d['train_records_estimate']}{approx}; optimizer steps ≈ {steps}")
         if d["tokens"]:
             t = d["tokens"]
             console.print(f"tokens per example ({d['tokens_measured_by']}): median {t['median']}, p95 {t['p95']}, max {t['max']}; "

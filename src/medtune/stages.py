@@ -159,8 +159,9 @@ def report_metrics(report: dict, model: str = "finetuned") -> dict[str, float]:
 
 def stage_table(stages: list[Stage], reports: dict[str, dict], base_losses: dict[str, float] | None = None) -> dict:
     """Rows: the base model, then each stage's tuned model. Columns: every metric any report has,
-    then ``loss on <stage> held-out`` for every stage. ``forgetting`` lists each metric that got worse
-    after a later stage than right after the stage that trained for it (or than its best so far)."""
+    then ``loss on <stage> held-out`` for every stage. ``forgetting`` lists each shared metric (cross-stage
+    held-out losses, benchmark sections such as ``mcq``) that is worse after a later stage than its best
+    after an earlier one."""
     rows = []
     first = reports[stages[0].name]
     base = report_metrics(first, "base")
@@ -174,9 +175,12 @@ def stage_table(stages: list[Stage], reports: dict[str, dict], base_losses: dict
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row["metrics"] if c not in columns]
+    # a stage's own results are on its own held-out split, so only shared yardsticks can show forgetting:
+    # the cross-stage held-out losses and benchmark sections (e.g. MCQ accuracy)
+    own = {m for r in reports.values() for m in report_metrics({"results": r.get("results", {})})}
     forgetting = []
     tuned = [r for r in rows if r["stage"] != "base"]
-    for col in columns:
+    for col in (c for c in columns if c not in own):
         lower = any(word in col for word in LOWER_IS_BETTER)
         best = None
         for row in tuned:
