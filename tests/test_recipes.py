@@ -101,3 +101,27 @@ def _numel(shape) -> int:
     for d in shape:
         n *= d
     return n
+
+
+def test_eval_each_epoch_and_keep_best_reach_the_trainer(tmp_path):
+    from medtune.config import ConfigError
+    from medtune.rundir import RunDir
+    from medtune.train import check_trackers, sft_config
+
+    cfg = load_config(RECIPES / "medibot.cpu.yaml", [f"output_dir={tmp_path}"])
+    args = sft_config(cfg, RunDir(cfg.run_dir), has_eval=True)
+    assert (args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.metric_for_best_model) == ("epoch", "epoch", True, "eval_loss")
+    assert args.greater_is_better is False
+    steps = load_config(None, ["train.eval_steps=4", "train.keep_best=true", "train.best_metric=eval_mean_token_accuracy"])
+    args = sft_config(steps, RunDir(tmp_path / "s"), has_eval=True)
+    assert (args.eval_strategy, args.save_strategy, args.save_steps, args.greater_is_better) == ("steps", "steps", 4, True)
+    assert sft_config(load_config(None), RunDir(tmp_path / "d"), has_eval=True).eval_strategy == "no"
+    with pytest.raises(ConfigError, match="keep_best needs evaluation"):
+        load_config(None, ["train.keep_best=true"])
+    with pytest.raises(ConfigError, match=r"train.report_to: .*unknown tracker 'comet'"):
+        load_config(None, ["train.report_to=[tensorboard, comet]"])
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        with pytest.raises(ModuleNotFoundError, match="pip install mlflow"):
+            check_trackers(["tensorboard", "mlflow"])

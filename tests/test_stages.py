@@ -20,7 +20,7 @@ STARTER = "{kind: builtin, path: starter, count: 12}"
 def two_stages(tmp, name: str, start: str) -> list[str]:
     return tiny_overrides(tmp, name) + [
         "train.max_steps=1", "train.max_seq_length=64", "train.report_to=[]", "eval.compare_base=true", "eval.max_samples=1", "eval.max_new_tokens=4",
-        "data.eval_max=2", "lora.dropout=0", "model.quantization=none",
+        "data.eval_max=2", "lora.dropout=0", "model.quantization=none", "train.learning_rate=1e-3",
         "stages=[{name: one, data: {sources: [%s]}}, "
         "{name: two, start: %s, data: {sources: [{kind: generic, path: %s, count: 6}, {kind: replay, path: one, count: 3}]}, train: {learning_rate: 1.0e-3}}]"
         % (STARTER, start, FIXTURE),
