@@ -45,7 +45,7 @@ def command(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ModelError, FileNotFoundError) as e:
+        except (DataError, ModelError, FileNotFoundError, ModuleNotFoundError) as e:
             _fail(str(e))
 
     return app.command(fn.__name__.rstrip("_"))(wrapper)
@@ -81,6 +81,7 @@ def train(
     config: Path = ConfigArg,
     set: Optional[list[str]] = SetOpt,
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in the run directory."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve model, data and a memory estimate; train nothing."),
 ):
     """Train a LoRA/QLoRA adapter (prepares the data first if the run has none)."""
     from medtune.rundir import RunDir
@@ -88,6 +89,10 @@ def train(
     from medtune.train import train as run_train
 
     cfg = _config(config, set)
+    if dry_run:
+        return _dry_run(cfg)
+    if cfg.stages:
+        _fail(f"{config}: a multi-stage config; run it with `medtune run {config}`")
     run = RunDir(cfg.run_dir)
     with main_process_first():  # under `accelerate launch`: rank 0 prepares, the other ranks then find the data
         if not (run.data / "train.jsonl").exists():
@@ -121,6 +126,8 @@ def run(config: Path = ConfigArg, set: Optional[list[str]] = SetOpt):
 
     start = time.time()
     cfg = _config(config, set)
+    if cfg.stages:
+        return _run_stages(cfg, start)
     console.rule(f"[bold]medtune run: {cfg.name}")
     console.print("[bold]1/3 prepare")
     rundir = _prepare(cfg)
@@ -319,6 +326,43 @@ def serve(
 
     base_cfg = _config(config, set) if (config or set) else None
     run_serve(model, base_cfg, host, port)
+
+
+def _dry_run(cfg) -> None:
+    from medtune.plan import plan, print_plan
+
+    print_plan(plan(cfg), console)
+
+
+def _run_stages(cfg, start: float) -> None:
+    from medtune.stages import rich_table, run_stages
+
+    console.rule(f"[bold]medtune run: {cfg.name} ({len(cfg.stages)} stages)")
+    table = run_stages(cfg, say=console.print)
+    console.print(rich_table(table))
+    for f in table["forgetting"]:
+        console.print(f"[red]forgetting[/red] {f['metric']}: {f['best']:.4f} after {f['best_stage']} → {f['value']:.4f} after {f['stage']}")
+    console.print(f"stage table: {cfg.run_dir / 'stages.md'}  ({(time.time() - start) / 60:.1f} min)")
+
+
+@command
+def sweep(config: Path = ConfigArg, set: Optional[list[str]] = SetOpt):
+    """Run the config's `sweep:` grid (or random sample), one run per point and seed; compare them."""
+    from medtune.sweep import cell, run_sweep
+
+    cfg = _config(config, set)
+    if cfg.sweep is None:
+        _fail(f"{config}: no sweep section (e.g. sweep: {{grid: {{train.learning_rate: [1e-4, 3e-4]}}}})")
+    summary = run_sweep(cfg, say=console.print)
+    table = Table(title=f"sweep: mean ± 95% CI across seeds; best by {summary['metric']}")
+    table.add_column("point")
+    for m in summary["metrics"]:
+        table.add_column(m, justify="right")
+    for p in summary["points"]:
+        label = f"[bold green]{p['label']} (best)[/]" if p["point"] == summary["best"] else p["label"]
+        table.add_row(label, *[cell(p["metrics"].get(m)) for m in summary["metrics"]])
+    console.print(table)
+    console.print(f"sweep.csv, sweep.md, sweep.png, best_config.yaml → {cfg.run_dir}")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ Validation errors come out as one line naming the file and the dotted key.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +61,9 @@ class LoraConfig(Section):
     """Rank-stabilised LoRA scaling (alpha / sqrt(r))."""
     layers: list[int] | None = None
     """Adapt only these decoder layers (None = all); backpropagation stops below the lowest one."""
+    init_adapter: str | None = None
+    """Start from this saved adapter (a run's adapter/ directory) and keep training it instead of a fresh
+    one; its own rank/alpha/targets apply (multi-stage 'continue' sets it)."""
 
 
 class SourceConfig(Section):
@@ -138,6 +142,10 @@ class DataConfig(Section):
         return self
 
 
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+"""Trackers medtune passes to the trainer's report_to (mlflow/wandb need their own packages)."""
+
+
 class TrainConfig(Section):
     epochs: float = Field(1.0, gt=0)
     """Passes over the training set (ignored when max_steps > 0)."""
@@ -179,6 +187,35 @@ class TrainConfig(Section):
     """Batch examples of similar length together to cut padding."""
     threads: int | None = None
     """torch CPU threads (None = torch default)."""
+    eval_strategy: Literal["auto", "no", "steps", "epoch"] = "auto"
+    """When to evaluate on the held-out split during training: 'steps' (every eval_steps), 'epoch', 'no';
+    'auto' = 'steps' when eval_steps is set, else 'no' (the evaluate stage still runs afterwards)."""
+    keep_best: bool = False
+    """Checkpoint at every evaluation and end with the best checkpoint's adapter (load_best_model_at_end)."""
+    best_metric: str = "eval_loss"
+    """Metric that picks the best checkpoint (metric_for_best_model): eval_loss, eval_mean_token_accuracy, ..."""
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in TRACKERS]
+        if unknown:
+            raise ValueError(f"unknown tracker {unknown[0]!r}; choose from {', '.join(TRACKERS)} (or [] for none)")
+        return value
+
+    @model_validator(mode="after")
+    def _best_needs_eval(self) -> "TrainConfig":
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            raise ValueError("eval_strategy 'steps' needs eval_steps")
+        if self.keep_best and self.schedule() == "no":
+            raise ValueError("keep_best needs evaluation during training (eval_strategy 'epoch', or eval_steps)")
+        return self
+
+    def schedule(self) -> str:
+        """The resolved evaluation schedule: 'no', 'steps' or 'epoch'."""
+        if self.eval_strategy == "auto":
+            return "steps" if self.eval_steps else "no"
+        return self.eval_strategy
 
 
 class GenerationConfig(Section):
@@ -255,6 +292,51 @@ class ServeConfig(Section):
     """Most messages in one request (400 beyond it)."""
 
 
+class StageConfig(Section):
+    name: str
+    """Stage name: its run subdirectory (output_dir/name/<stage>) and what replay sources refer to."""
+    start: Literal["continue", "merge"] = "continue"
+    """How this stage begins from the previous stage's adapter: keep training it ('continue'), or merge it
+    into the de-quantized base and train a fresh adapter on the merged model ('merge'). Ignored for stage 1."""
+    model: dict[str, Any] = {}
+    """Overrides of the model section for this stage."""
+    lora: dict[str, Any] = {}
+    """Overrides of the lora section."""
+    data: dict[str, Any] = {}
+    """Overrides of the data section: usually its own sources, e.g. {kind: replay, path: <earlier stage>, fraction: 0.1}."""
+    train: dict[str, Any] = {}
+    """Overrides of the train section."""
+    generation: dict[str, Any] = {}
+    """Overrides of the generation section."""
+    eval: dict[str, Any] = {}
+    """Overrides of the eval section."""
+
+
+class SweepConfig(Section):
+    grid: dict[str, list[Any]] = {}
+    """Dotted config keys and the values to try, e.g. {train.learning_rate: [1e-4, 3e-4], lora.r: [8, 16]}."""
+    mode: Literal["grid", "random"] = "grid"
+    """'grid' = every combination; 'random' = a seeded sample of `samples` combinations."""
+    samples: int | None = Field(None, gt=0)
+    """Points drawn in random mode (without repeats)."""
+    seeds: list[int] = []
+    """Training seeds run at every point (train.seed); empty = the config's own seed once."""
+    metric: str = "eval_loss"
+    """Column that picks the best point (mean over seeds): eval_loss, train_loss, rougeL, bleu, ..."""
+    greater_is_better: bool | None = None
+    """Direction of metric; None = lower is better for losses and perplexity, higher for the rest."""
+    seed: int = 0
+    """Seed of the random sample."""
+
+    @model_validator(mode="after")
+    def _points(self) -> "SweepConfig":
+        if any(not values for values in self.grid.values()):
+            raise ValueError("every grid key needs at least one value")
+        if self.mode == "random" and self.samples is None:
+            raise ValueError("mode 'random' needs samples")
+        return self
+
+
 class RunConfig(Section):
     name: str = "run"
     """Run name; the run directory is output_dir/name."""
@@ -270,6 +352,30 @@ class RunConfig(Section):
     chat: ChatConfig = ChatConfig()
     export: ExportConfig = ExportConfig()
     serve: ServeConfig = ServeConfig()
+    stages: list[StageConfig] = []
+    """Multi-stage training: each stage overrides the sections above and starts from the previous stage's
+    adapter (see medtune.stages); empty = one ordinary run."""
+    sweep: SweepConfig | None = None
+    """Hyperparameter sweep run by `medtune sweep` (see medtune.sweep); ignored by the other commands."""
+
+    @model_validator(mode="after")
+    def _stages_and_sweep_resolve(self) -> "RunConfig":
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: names must be unique, got {names}")
+        for i in range(len(self.stages)):
+            stage_config(self, i)
+        if self.sweep is not None:
+            base = self.model_dump(mode="json", exclude={"sweep"})
+            for key, values in self.sweep.grid.items():
+                for value in values:
+                    data = yaml.safe_load(yaml.safe_dump(base))
+                    try:
+                        _set_dotted(data, key, value, f"{key}={value}")
+                        RunConfig.model_validate(data)
+                    except (ConfigError, ValidationError) as e:
+                        raise ValueError(f"sweep.grid.{key}: {value!r} does not make a valid config ({_first_error(e)})") from None
+        return self
 
     @property
     def run_dir(self) -> Path:
@@ -278,6 +384,46 @@ class RunConfig(Section):
 
 class ConfigError(ValueError):
     """One line naming the file and the offending key."""
+
+
+def stage_config(cfg: RunConfig, index: int) -> RunConfig:
+    """Stage ``index`` as a complete config of its own: the base sections with the stage's overrides
+    merged in (mappings merge key by key, lists replace), run directory ``output_dir/name/<stage>``,
+    and replay sources that name an earlier stage pointed at that stage's run directory."""
+    stage = cfg.stages[index]
+    data = cfg.model_dump(mode="json", exclude={"stages", "sweep"})
+    for section in ("model", "lora", "data", "train", "generation", "eval"):
+        data[section] = _merge(data[section], copy.deepcopy(getattr(stage, section)))
+    data["output_dir"] = str(cfg.run_dir)
+    data["name"] = stage.name
+    earlier = {s.name: i for i, s in enumerate(cfg.stages[:index])}
+    for source in data["data"].get("sources", []):
+        if isinstance(source, dict) and source.get("kind") == "replay":
+            path = source.get("path")
+            if path in earlier:
+                source["path"] = str(cfg.run_dir / path)
+            elif path in {s.name for s in cfg.stages[index:]}:
+                raise ValueError(f"stages[{index}] ({stage.name}): replay of '{path}', which is not an earlier stage")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ValueError(f"stages[{index}] ({stage.name}): {_first_error(e)}") from None
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _first_error(e: Exception) -> str:
+    if not isinstance(e, ValidationError):
+        return str(e)
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+    return f"{key}: {msg}" if key else msg
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -314,6 +460,8 @@ def validate(data: dict[str, Any], where: str = "<config>") -> RunConfig:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif not key:  # a whole-config check (stages, sweep): the message names its key
+            key, msg = msg.removeprefix("Value error, ").split(": ", 1) if ": " in msg else ("config", msg)
         elif "input" in err and err["type"] != "missing":
             msg = f"{msg} (got {err['input']!r})"
         more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""

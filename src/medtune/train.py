@@ -87,10 +87,7 @@ def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
         optim=t.optim,
         gradient_checkpointing=t.gradient_checkpointing,
         logging_steps=t.logging_steps,
-        eval_strategy="steps" if (has_eval and t.eval_steps) else "no",
-        eval_steps=t.eval_steps,
-        save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or 500,
+        **schedule_args(t, has_eval),
         save_total_limit=t.save_total_limit,
         report_to=t.report_to,
         seed=t.seed,
@@ -108,6 +105,31 @@ def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
     )
 
 
+def schedule_args(t, has_eval: bool) -> dict:
+    """Evaluation and checkpoint schedule. With ``keep_best`` every evaluation also saves a checkpoint
+    (transformers needs the two schedules equal) and the trainer reloads the best one at the end, so
+    the saved adapter is the best by ``best_metric``, not the last."""
+    evaluate = t.schedule() if has_eval else "no"
+    args = dict(
+        eval_strategy=evaluate,
+        eval_steps=t.eval_steps,
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+    )
+    if t.keep_best and evaluate != "no":
+        args.update(save_strategy=evaluate, save_steps=t.eval_steps or 500, load_best_model_at_end=True, metric_for_best_model=t.best_metric)
+    return args
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """mlflow and wandb are optional packages: say so before training rather than deep inside it."""
+    import importlib.util
+
+    for name in report_to:
+        if name != "tensorboard" and importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"train.report_to: '{name}' needs the '{name}' package (pip install {name}), or drop it from report_to")
+
+
 def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     """Train the adapter on ``run.data/train.jsonl`` (written by the prepare stage)."""
     import torch
@@ -121,7 +143,13 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         torch.set_num_threads(cfg.train.threads)
     train_records = read_jsonl(run.data / "train.jsonl")
     eval_records = read_jsonl(run.data / "eval.jsonl") if (run.data / "eval.jsonl").exists() else []
+    check_trackers(cfg.train.report_to)
     resolved, tokenizer, model = load_base(cfg.model)
+    lora = peft_config(cfg, model)
+    if cfg.lora.init_adapter:  # keep training a saved adapter (multi-stage 'continue'); its own LoRA config applies
+        from peft import PeftModel
+
+        model, lora = PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True), None
     train_ds = examples_dataset(train_records, cfg)
     eval_ds = examples_dataset(eval_records, cfg) if eval_records else None
     trainer = SFTTrainer(
@@ -130,7 +158,7 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        peft_config=peft_config(cfg, model),
+        peft_config=lora,
     )
     keep_adapter_fp32(trainer.model)
     # TRL drops examples whose answer was truncated away entirely; say so rather than lose them quietly.
@@ -157,7 +185,8 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         base_model=resolved.identity,
         data={name: sha256_file(run.data / name) for name in ("train.jsonl", "eval.jsonl") if (run.data / name).exists()},
         train={**result.__dict__, "resumed_from": str(checkpoint) if checkpoint else None, "trainable_parameters": _trainable(trainer.model),
-               "processes": trainer.args.world_size},
+               "processes": trainer.args.world_size, "init_adapter": cfg.lora.init_adapter,
+               "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric},
         adapter={"sha256": sha256_file(run.adapter / "adapter_model.safetensors")},
     )
     return result

@@ -1,0 +1,199 @@
+"""Sweeps: the same run at several points of a hyperparameter grid, one after another.
+
+``sweep:`` in a config names dotted keys and values (``{grid: {train.learning_rate: [...], lora.r:
+[...]}}``); ``mode: grid`` runs every combination, ``mode: random`` a seeded sample of ``samples``
+of them. Every point runs once per seed in ``seeds`` (``train.seed``). Each (point, seed) is an
+ordinary run directory under ``output_dir/name/points/`` (prepare → train → evaluate); points whose
+data section is the same share one prepared data set (copied, so every run stays self-describing).
+
+Written to ``output_dir/name/``: ``sweep.csv`` (one row per run), ``sweep.md`` and ``sweep.json``
+(per point: mean and 95% confidence half-width across seeds, Student's t), ``sweep.png`` (bars with
+those intervals) and ``best_config.yaml`` (the best point's resolved config, without the sweep).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import random
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medtune.config import RunConfig, _set_dotted, dump_config, validate
+from medtune.rundir import RunDir
+from medtune.stages import LOWER_IS_BETTER, report_metrics
+
+FIRST_COLUMNS = ("train_loss", "eval_loss")
+
+
+def points(cfg: RunConfig) -> list[dict[str, Any]]:
+    """The sweep's points as ``{dotted key: value}``, in grid order (a seeded sample in random mode)."""
+    grid = cfg.sweep.grid
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    if cfg.sweep.mode == "random":
+        n = min(cfg.sweep.samples, len(combos))
+        combos = [combos[i] for i in sorted(random.Random(cfg.sweep.seed).sample(range(len(combos)), n))]
+    return combos
+
+
+def point_config(cfg: RunConfig, point: dict[str, Any], seed: int | None, output_dir: str, name: str) -> RunConfig:
+    data = cfg.model_dump(mode="json", exclude={"sweep"})
+    for key, value in point.items():
+        _set_dotted(data, key, value, f"{key}={value}")
+    if seed is not None:
+        data["train"]["seed"] = seed
+    data["output_dir"], data["name"] = output_dir, name
+    return validate(data, f"sweep point {point}")
+
+
+def run_sweep(cfg: RunConfig, say=print) -> dict:
+    """Run every (point, seed) in turn; write the comparison files; return the summary."""
+    from medtune.data import prepare as data_prepare
+    from medtune.evaluate import evaluate
+    from medtune.train import train
+
+    root = RunDir.create(cfg)
+    seeds = cfg.sweep.seeds or [None]
+    todo = points(cfg)
+    prepared: dict[str, Path] = {}
+    rows = []
+    for i, point in enumerate(todo):
+        for seed in seeds:
+            name = f"p{i:02d}" + (f"-s{seed}" if seed is not None else "")
+            say(f"[bold]point {i + 1}/{len(todo)}[/bold] {_label(point)}" + (f" seed {seed}" if seed is not None else ""))
+            pcfg = point_config(cfg, point, seed, str(root.path / "points"), name)
+            run = RunDir.create(pcfg)
+            key = json.dumps(pcfg.data.model_dump(mode="json"), sort_keys=True)
+            if key in prepared:
+                shutil.copytree(prepared[key], run.data, dirs_exist_ok=True)
+            else:
+                data_prepare.write(data_prepare.prepare(pcfg.data), run.data)
+                prepared[key] = run.data
+            result = train(pcfg, run)
+            report = evaluate(pcfg, run)
+            rows.append({"point": i, "seed": pcfg.train.seed, "run_dir": str(run.path), **{k: point[k] for k in point},
+                         **run_metrics(run, report, result.steps)})
+    summary = summarise(cfg, todo, rows)
+    write_outputs(cfg, root.path, rows, summary)
+    return summary
+
+
+def run_metrics(run: RunDir, report: dict, steps: int) -> dict[str, float]:
+    """Final train loss (last logged), eval metrics of the tuned model, and corpus BLEU of its answers
+    (sacrebleu, 0–100) when the report has none."""
+    history = json.loads((run.logs / "history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    metrics = {"steps": steps, "train_loss": losses[-1] if losses else math.nan}
+    metrics.update(report_metrics(report))
+    if "bleu" not in metrics and (run.eval / "answers.jsonl").exists():
+        import sacrebleu
+
+        rows = [json.loads(line) for line in (run.eval / "answers.jsonl").read_text().splitlines() if line.strip()]
+        if rows:
+            metrics["bleu"] = sacrebleu.corpus_bleu([r["finetuned"] for r in rows], [[r["reference"] for r in rows]]).score
+    return metrics
+
+
+def lower_is_better(cfg: RunConfig, metric: str) -> bool:
+    if cfg.sweep.greater_is_better is not None:
+        return not cfg.sweep.greater_is_better
+    return any(word in metric for word in LOWER_IS_BETTER)
+
+
+def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
+    """Per point and metric: mean, 95% CI half-width (Student's t; None with one seed), n; the best point."""
+    from scipy import stats
+
+    keys = list(cfg.sweep.grid)
+    metrics = [m for m in FIRST_COLUMNS if any(m in r for r in rows)]
+    metrics += sorted({m for r in rows for m in r if m not in ("point", "seed", "run_dir", "steps", *keys, *metrics)})
+    per_point = []
+    for i, point in enumerate(todo):
+        mine = [r for r in rows if r["point"] == i]
+        cells = {}
+        for m in metrics:
+            values = [r[m] for r in mine if m in r and r[m] is not None and not math.isnan(r[m])]
+            if not values:
+                continue
+            mean = statistics.fmean(values)
+            ci = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+            cells[m] = {"mean": mean, "ci95": ci, "n": len(values)}
+        per_point.append({"point": i, "label": _label(point), "values": point, "metrics": cells})
+    metric = cfg.sweep.metric
+    scored = [p for p in per_point if metric in p["metrics"]]
+    if not scored:
+        raise ValueError(f"sweep.metric: no run reported '{metric}' (have: {', '.join(metrics)})")
+    lower = lower_is_better(cfg, metric)
+    best = (min if lower else max)(scored, key=lambda p: p["metrics"][metric]["mean"])
+    return {"metric": metric, "lower_is_better": lower, "metrics": metrics, "points": per_point, "best": best["point"],
+            "best_values": best["values"], "seeds": cfg.sweep.seeds}
+
+
+def write_outputs(cfg: RunConfig, out: Path, rows: list[dict], summary: dict) -> None:
+    keys = list(cfg.sweep.grid)
+    columns = ["point", "seed", *keys, "steps", *summary["metrics"], "run_dir"]
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "sweep.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=2, default=str))
+    (out / "sweep.md").write_text(summary_markdown(summary))
+    best = summary["points"][summary["best"]]
+    seed = cfg.sweep.seeds[0] if cfg.sweep.seeds else None
+    best_cfg = point_config(cfg, best["values"], seed, cfg.output_dir, f"{cfg.name}_best")
+    dump_config(best_cfg, out / "best_config.yaml")
+    with open(out / "best_config.yaml", "a") as f:
+        f.write(f"# best point of sweep {cfg.name}: {yaml.safe_dump(best['values'], default_flow_style=True).strip()} "
+                f"by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better)\n")
+    plot(summary, out / "sweep.png")
+
+
+def cell(c: dict | None) -> str:
+    if c is None:
+        return "–"
+    return f"{c['mean']:.4g}" + (f" ± {c['ci95']:.2g}" if c["ci95"] is not None else "")
+
+
+def summary_markdown(summary: dict) -> str:
+    ms = summary["metrics"]
+    lines = ["# Sweep", "", f"Best point by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better): "
+             f"**{summary['points'][summary['best']]['label']}**. Cells: mean ± 95% CI half-width across seeds (Student's t).", ""]
+    lines += ["| point | " + " | ".join(ms) + " |", "|---" * (len(ms) + 1) + "|"]
+    for p in summary["points"]:
+        mark = " **(best)**" if p["point"] == summary["best"] else ""
+        lines.append(f"| {p['label']}{mark} | " + " | ".join(cell(p["metrics"].get(m)) for m in ms) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> None:
+    """One bar chart per metric (final train/eval loss first), a bar per point, CI error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ms = [m for m in summary["metrics"] if not m.startswith("perplexity")][:8]
+    fig = Figure(figsize=(4 * min(len(ms), 4), 3.2 * math.ceil(len(ms) / 4)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(math.ceil(len(ms) / 4), min(len(ms), 4), squeeze=False).ravel()
+    labels = [p["label"] or f"p{p['point']}" for p in summary["points"]]
+    for ax, m in zip(axes, ms):
+        cells = [p["metrics"].get(m) for p in summary["points"]]
+        means = [c["mean"] if c else math.nan for c in cells]
+        errors = [c["ci95"] if c and c["ci95"] is not None else 0 for c in cells]
+        colors = ["tab:orange" if p["point"] == summary["best"] else "tab:blue" for p in summary["points"]]
+        ax.bar(range(len(means)), means, yerr=errors, capsize=3, color=colors)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_title(m, fontsize=9)
+    for ax in axes[len(ms):]:
+        ax.set_visible(False)
+    fig.suptitle(f"sweep: mean ± 95% CI across seeds (orange = best by {summary['metric']})")
+    fig.savefig(path, dpi=100)
+
+
+def _label(point: dict) -> str:
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point.items())

@@ -1,0 +1,128 @@
+"""Multi-stage training on the real tiny model: stage 2 starts from stage 1's adapter (continue and
+merge), replay draws the asked share of stage 1's mixture, and the stage table shows every stage."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from medtune.config import ConfigError, load_config, stage_config
+from medtune.data.prepare import read_jsonl
+from medtune.rundir import RunDir
+from medtune.stages import report_metrics, run_stages, stage_table
+
+from conftest import REPO, tiny_overrides
+
+FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
+STARTER = "{kind: builtin, path: starter, count: 12}"
+
+
+def two_stages(tmp, name: str, start: str) -> list[str]:
+    return tiny_overrides(tmp, name) + [
+        "train.max_steps=1", "train.max_seq_length=64", "train.report_to=[]", "eval.compare_base=true", "eval.max_samples=1", "eval.max_new_tokens=4",
+        "data.eval_max=2", "lora.dropout=0", "model.quantization=none", "train.learning_rate=1e-3",
+        "stages=[{name: one, data: {sources: [%s]}}, "
+        "{name: two, start: %s, data: {sources: [{kind: generic, path: %s, count: 6}, {kind: replay, path: one, count: 3}]}, train: {learning_rate: 1.0e-3}}]"
+        % (STARTER, start, FIXTURE),
+    ]
+
+
+def test_stage_configs_resolve_and_replay_points_at_the_earlier_stage(tmp_path):
+    cfg = load_config(None, two_stages(tmp_path, "plan", "continue"))
+    one, two = stage_config(cfg, 0), stage_config(cfg, 1)
+    assert one.run_dir == tmp_path / "plan" / "one" and two.run_dir == tmp_path / "plan" / "two"
+    assert two.train.learning_rate == 1e-3 and one.train.learning_rate == cfg.train.learning_rate
+    assert two.data.sources[1].path == str(tmp_path / "plan" / "one")
+    assert two.data.system_prompt == cfg.data.system_prompt, "sections merge key by key"
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(one\): replay of 'two'"):
+        load_config(None, tiny_overrides(tmp_path) + ["stages=[{name: one, data: {sources: [{kind: replay, path: two}]}}, {name: two}]"])
+    with pytest.raises(ConfigError, match=r"stages\[1\] \(b\): train.lr: unknown key"):
+        load_config(None, tiny_overrides(tmp_path) + ["stages=[{name: a}, {name: b, train: {lr: 1}}]"])
+
+
+@pytest.mark.slow
+def test_two_stages_with_replay(tmp_path):
+    """A real two-stage run ('continue'), then 'merge' built from the same stage 1."""
+    import torch
+    from peft import PeftModel
+
+    from medtune.models import load_model
+    from medtune.stages import Stage, start_from
+
+    cfg = load_config(None, two_stages(tmp_path, "st", "continue"))
+    table = run_stages(cfg, say=lambda *_: None)
+    one, two = tmp_path / "st" / "one", tmp_path / "st" / "two"
+    for stage in (one, two):
+        for rel in ("config.yaml", "manifest.json", "data/train.jsonl", "adapter/adapter_model.safetensors", "eval/report.json"):
+            assert (stage / rel).is_file(), stage / rel
+
+    # replay: exactly the asked 3 records of stage 1's training mixture, all kept for training
+    replayed = [r for r in read_jsonl(two / "data" / "train.jsonl") if r.meta.get("replay")]
+    assert len(replayed) == 3 and {r.id for r in replayed} <= {r.id for r in read_jsonl(one / "data" / "train.jsonl")}
+    card = json.loads((two / "data" / "data_card.json").read_text())
+    assert [s["records_used"] for s in card["sources"] if s["kind"] == "replay"] == [3]
+
+    # continue: stage 2 kept training stage 1's adapter on the same base
+    two_cfg = load_config(two / "config.yaml")
+    assert two_cfg.lora.init_adapter == str((one / "adapter").resolve())
+    assert two_cfg.model.name == load_config(one / "config.yaml").model.name
+    assert json.loads((two / "manifest.json").read_text())["train"]["init_adapter"] == two_cfg.lora.init_adapter
+    first = load_file(one / "adapter" / "adapter_model.safetensors")
+    second = load_file(two / "adapter" / "adapter_model.safetensors")
+    lora_b = [k for k in first if "lora_B" in k]
+    assert first.keys() == second.keys() and any(not first[k].equal(second[k]) for k in first)
+    assert all(first[k].abs().sum() > 0 for k in lora_b), "stage 1 trained its adapter"
+
+    # merge: stage 2's base is stage 1 merged into the de-quantized base, and computes what base + adapter computes
+    stage_one = Stage("one", load_config(one / "config.yaml"), RunDir(one), "base")
+    merge_cfg = load_config(None, two_stages(tmp_path, "st", "merge"))
+    merged_cfg = start_from(stage_config(merge_cfg, 1), merge_cfg.stages[1], stage_one)
+    merged = two / "merged_base"
+    assert merged_cfg.model.name == str(merged.resolve()) and merged_cfg.lora.init_adapter is None, "a fresh adapter on the merged base"
+    assert json.loads((merged / "medtune_source.json").read_text())["adapter"] == str((one / "adapter").resolve())
+    ids = torch.tensor([[1, 504, 3458, 282, 253, 1345, 30]])
+    with torch.no_grad():
+        tuned = PeftModel.from_pretrained(load_model(_base_dir(), dtype="float32"), str(one / "adapter")).eval()(ids).logits
+        plain = load_model(_base_dir(), dtype="float32").eval()(ids).logits
+        merged_logits = load_model(str(merged), dtype="float32").eval()(ids).logits
+    assert (merged_logits - tuned).abs().max() < 1e-3 < (merged_logits - plain).abs().max()
+
+    # the table: base row, one row per stage, each stage's model scored on every earlier held-out split
+    assert [r["stage"] for r in table["rows"]] == ["base", "one", "two"]
+    rows = {r["stage"]: r["metrics"] for r in table["rows"]}
+    assert {"loss on one held-out", "loss on two held-out"} <= set(rows["two"]) & set(rows["base"])
+    assert "loss on one held-out" in rows["one"] and "eval_loss" in rows["one"]
+    assert all(f["metric"].startswith("loss on") for f in table["forgetting"]), "own-split metrics are not compared across stages"
+    saved = json.loads((tmp_path / "st" / "stages.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(table["rows"]))
+    md = (tmp_path / "st" / "stages.md").read_text()
+    assert "| base |" in md and "| two |" in md and "## Forgetting" in md
+
+
+def _base_dir() -> str:
+    from medtune.models import resolve
+
+    return resolve("smollm2-135m-instruct").path
+
+
+def test_stage_table_reads_any_metric_and_flags_forgetting(tmp_path):
+    """MCQ accuracy from the evaluation report (report["mcq"][bench][model]) goes into the table, and a
+    metric that drops after a later stage is listed as forgetting."""
+    from medtune.stages import Stage
+
+    cfg = load_config(None, tiny_overrides(tmp_path))
+    reports = {
+        "one": {"results": {"base": {"eval_loss": 2.0}, "finetuned": {"eval_loss": 1.5, "rougeL": 0.2}},
+                "mcq": {"medqa": {"base": {"accuracy": 0.30}, "finetuned": {"accuracy": 0.45, "n": 8}}}, "held_out_loss": {"one": 1.5}},
+        "two": {"results": {"base": {"eval_loss": 1.9}, "finetuned": {"eval_loss": 1.2, "rougeL": 0.3}},
+                "mcq": {"medqa": {"base": {"accuracy": 0.45}, "finetuned": {"accuracy": 0.35}}}, "held_out_loss": {"one": 1.8, "two": 1.2}},
+    }
+    assert report_metrics(reports["one"]) == {"eval_loss": 1.5, "rougeL": 0.2, "mcq.medqa.accuracy": 0.45, "mcq.medqa.n": 8.0}
+    stages = [Stage(n, cfg, RunDir(tmp_path / n), s) for n, s in (("one", "base"), ("two", "continue"))]
+    table = stage_table(stages, reports, base_losses={"one": 2.0, "two": 2.1})
+    rows = {r["stage"]: r["metrics"] for r in table["rows"]}
+    assert rows["base"]["mcq.medqa.accuracy"] == 0.30 and rows["two"]["mcq.medqa.accuracy"] == 0.35
+    forgot = {f["metric"]: f for f in table["forgetting"]}
+    assert set(forgot) == {"mcq.medqa.accuracy", "loss on one held-out"}
+    assert forgot["mcq.medqa.accuracy"]["best_stage"] == "one" and forgot["mcq.medqa.accuracy"]["change"] == pytest.approx(-0.10)
+    assert forgot["loss on one held-out"]["change"] == pytest.approx(0.3)
