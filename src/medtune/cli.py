@@ -97,7 +97,7 @@ def eval_(config: Path = typer.Argument(..., help="YAML config or run directory.
     from medtune.rundir import RunDir
 
     run = RunDir(config) if config.is_dir() else None
-    cfg = run.load_config() if run else _config(config, set)
+    cfg = _config(run.config, set) if run else _config(config, set)
     run = run or RunDir(cfg.run_dir)
     report = evaluate(cfg, run)
     summary_table(report)

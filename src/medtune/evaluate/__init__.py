@@ -67,9 +67,10 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
     per_item = {name: item_scores(losses[name], answers[name], references, cfg) for name in answers}
     _add_bertscore(per_item, answers, references, cfg)
     names = [n for n in ("base", "finetuned") if n in per_item]
+    summaries = {n: summarize(per_item[n], cfg) for n in names}
     report = {
-        "results": {n: summarize(per_item[n], cfg)[0] for n in names},
-        "ci": {n: summarize(per_item[n], cfg)[1] for n in names},
+        "results": {n: summaries[n][0] for n in names},
+        "ci": {n: summaries[n][1] for n in names},
         "differences": differences(per_item["base"], per_item["finetuned"], cfg) if len(names) == 2 else {},
         "corpus_bleu": {n: _corpus_bleu(answers[n], references) for n in names},
         "mcq": {},

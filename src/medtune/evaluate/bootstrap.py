@@ -9,7 +9,6 @@ its interval excludes 0.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 LEVEL = 0.95
