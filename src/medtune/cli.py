@@ -112,7 +112,7 @@ def eval_(config: Path = typer.Argument(..., help="YAML config or run directory.
     from medtune.rundir import RunDir
 
     run = RunDir(config) if config.is_dir() else None
-    cfg = run.load_config() if run else _config(config, set)
+    cfg = _config(run.config, set) if run else _config(config, set)
     run = run or RunDir(cfg.run_dir)
     report = evaluate(cfg, run)
     summary_table(report)
@@ -153,7 +153,7 @@ def summary_table(report: dict) -> None:
         table.add_column(n, justify="right")
     if len(names) == 2:
         table.add_column("change", justify="right")
-    lower_better = {"eval_loss", "perplexity"}
+    lower_better = {"eval_loss", "perplexity"}  # evaluate.LOWER_IS_BETTER
     for m in METRICS:
         vals = [res[n].get(m) for n in names]
         if any(v is None for v in vals):
@@ -162,7 +162,8 @@ def summary_table(report: dict) -> None:
         if len(names) == 2:
             delta = vals[1] - vals[0]
             good = delta < 0 if m in lower_better else delta > 0
-            cells.append(f"[{'green' if good else 'red'}]{delta:+.4f}[/]")
+            significant = report.get("differences", {}).get(m, {}).get("significant")
+            cells.append(f"[{'green' if good else 'red'}]{delta:+.4f}[/]" + (" (n.s.)" if significant is False else ""))
         table.add_row(m, *cells)
     console.print(table)
 
@@ -363,6 +364,44 @@ def sweep(config: Path = ConfigArg, set: Optional[list[str]] = SetOpt):
         table.add_row(label, *[cell(p["metrics"].get(m)) for m in summary["metrics"]])
     console.print(table)
     console.print(f"sweep.csv, sweep.md, sweep.png, best_config.yaml → {cfg.run_dir}")
+
+
+@command
+def mcq(
+    bench: list[str] = typer.Option(..., "--bench", "-b", help="NAME (medqa, medmcqa, pubmedqa: the usual Hub id) or NAME=PATH (a local file); repeatable."),
+    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
+    limit: Optional[int] = typer.Option(None, help="Score a seeded sample of N items per benchmark."),
+    mode: str = typer.Option("loglik", help="loglik (answer-letter likelihood, lm-eval convention), generate, or both."),
+    only_ids: Optional[str] = typer.Option(None, help="PubMedQA: JSON file of ids to keep (e.g. test_ground_truth.json)."),
+    seed: int = typer.Option(0, help="Sampling and bootstrap seed."),
+    batch_size: int = typer.Option(8, help="Questions per forward pass."),
+    output: Optional[Path] = typer.Option(None, help="Write the results (JSON) here."),
+):
+    """Multiple-choice accuracy (± standard error, chance level) of any model on MedQA / MedMCQA / PubMedQA."""
+    from medtune.config import MCQBenchmark
+    from medtune.evaluate.mcq import score_model
+    from medtune.generate import load_generator
+
+    if mode not in ("loglik", "generate", "both"):
+        _fail(f"--mode must be loglik, generate or both, got {mode!r}")
+    benches = []
+    for spec in bench:
+        name, _, path = spec.partition("=")
+        benches.append(MCQBenchmark(name=name, path=path or None, limit=limit, only_ids=only_ids if name == "pubmedqa" else None))
+    generator, cfg = load_generator(model, quantization="none")
+    results = score_model(generator, cfg.generation, benches, mode, batch_size=batch_size, seed=seed)
+    table = Table(title=f"MCQ accuracy ({mode}) — {model}")
+    for col in ("benchmark", "n", "accuracy", "± s.e.", "95% CI", "chance", "unparseable"):
+        table.add_column(col, justify="left" if col == "benchmark" else "right")
+    for name, r in results.items():
+        gen = r.get("generate", r)
+        unparseable = f"{gen['unparseable_rate']:.1%}" if "unparseable_rate" in gen else "–"
+        table.add_row(name, str(r["n"]), f"{r['accuracy']:.3f}", f"{r['stderr'] or 0:.3f}", f"{r['ci'][0]:.3f}–{r['ci'][1]:.3f}" if r["ci"] else "–",
+                      f"{r['chance']:.3f}", unparseable)
+    console.print(table)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2))
 
 
 def main() -> None:

