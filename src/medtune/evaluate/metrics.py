@@ -48,10 +48,17 @@ def bertscore_items(predictions: list[str], references: list[str], model: str = 
     _check(predictions, references)
     if not predictions:
         return []
-    scorer = bertscorer(model, num_layers)
-    # an empty prediction has no tokens to match: bert-score warns and returns 0, which is the right score
-    p, r, f = scorer.score([p or " " for p in predictions], references, batch_size=32)
-    return [{"bertscore_precision": a, "bertscore_recall": b, "bertscore_f1": c} for a, b, c in zip(p.tolist(), r.tolist(), f.tolist())]
+    zero = {"bertscore_precision": 0.0, "bertscore_recall": 0.0, "bertscore_f1": 0.0}
+    rows = [dict(zero) for _ in predictions]
+    # An empty text has no tokens to match, so its score is 0 (bert-score's own convention). It never
+    # reaches bert-score: its empty-string branch calls a tokenizer method transformers 5 removed.
+    scored = [i for i, (p, r) in enumerate(zip(predictions, references)) if p.strip() and r.strip()]
+    if scored:
+        scorer = bertscorer(model, num_layers)
+        p, r, f = scorer.score([predictions[i] for i in scored], [references[i] for i in scored], batch_size=32)
+        for i, a, b, c in zip(scored, p.tolist(), r.tolist(), f.tolist()):
+            rows[i] = {"bertscore_precision": a, "bertscore_recall": b, "bertscore_f1": c}
+    return rows
 
 
 def bertscorer(model: str = "builtin", num_layers: int | None = None):
