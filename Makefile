@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch 2.13.0 is the CPU build this machine keeps on disk; an unpinned torch pulls GBs of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install quickstart test test-fast browser clean
+.PHONY: install quickstart test test-fast browser llamacpp clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ test: install browser
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Optional: llama-cpp-python compiles llama.cpp from source (minutes on 2 cores; pip caches the built wheel).
+# Used by benchmarks/decode_speed.py and, when present, by the GGUF export check.
+llamacpp: install
+	$(BIN)/pip install -q -e ".[llamacpp]"
 
 clean:
 	rm -rf runs .pytest_cache
