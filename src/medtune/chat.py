@@ -282,33 +282,12 @@ def _pairs(history: list[dict]) -> list[list[dict]]:
 # --- loading and the terminal REPL ---------------------------------------------------------------
 
 
-def resolve_config(reference: str, explicit=None):
-    """The config a chat with ``reference`` runs under, without loading the model.
-
-    A run directory brings its own config; a base model gets the defaults (or ``explicit``) with
-    ``model.name`` set. Explicit settings (``--config``/``--set``) win for generation, guardrails and chat.
-    """
-    from medtune.config import RunConfig
-    from medtune.rundir import RunDir
-
-    run = RunDir(reference)
-    if run.is_run():
-        cfg = run.load_config()
-    else:
-        cfg = (explicit or RunConfig()).model_copy(deep=True)
-        cfg.model.name = reference
-    if explicit is not None:
-        cfg = cfg.model_copy(update={"generation": explicit.generation, "guardrails": explicit.guardrails, "chat": explicit.chat})
-    return cfg
-
-
 def load_chat(reference: str, explicit=None, quantization: str | None = None):
     """``(generator, cfg)`` for a run directory (base + adapter) or a base model, as ``medtune ask`` resolves it."""
     from medtune.generate import load_generator
 
     check_quantization(quantization)
-    generator, _ = load_generator(reference, quantization, cfg=explicit)
-    return generator, resolve_config(reference, explicit)
+    return load_generator(reference, quantization, cfg=explicit)
 
 
 def check_quantization(quantization: str | None) -> None:

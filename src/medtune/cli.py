@@ -187,9 +187,7 @@ def ask(
         _fail("--input needs --output")
     base_cfg = _config(config, set) if (config or set) else None
     items = read_prompts(input) if input else [{"id": "1", "prompt": question}]
-    generator, cfg = load_generator(model, cfg=base_cfg)
-    if base_cfg is not None:  # explicit settings win over the run's own
-        cfg = cfg.model_copy(update={"generation": base_cfg.generation, "guardrails": base_cfg.guardrails})
+    generator, cfg = load_generator(model, cfg=base_cfg)  # explicit settings win over the run's own
     results = answer_all(generator, cfg, items, progress=input is not None)
     if output is None:
         r = results[0]
@@ -219,8 +217,6 @@ def safety(
 
     base_cfg = _config(config, set) if (config or set) else None
     generator, cfg = load_generator(model, cfg=base_cfg)
-    if base_cfg is not None:
-        cfg = cfg.model_copy(update={"generation": base_cfg.generation, "guardrails": base_cfg.guardrails})
     items = load_suite()
     if limit:
         seen: dict[str, int] = {}

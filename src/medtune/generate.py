@@ -96,21 +96,44 @@ class Generator:
         thread.join()
 
 
-def load_generator(reference: str, quantization: str | None = None, cfg=None):
-    """A Generator for a run directory (base model + its adapter) or a plain base model.
+INFERENCE_SECTIONS = ("generation", "guardrails", "chat", "serve")
+"""Config sections that explicit settings (``--config``/``--set``) override even for a run directory."""
 
-    Returns ``(generator, run_config)``; for a plain model the config is the defaults (or
-    ``cfg``) with ``model.name`` set to the reference.
+
+def resolve_config(reference: str, explicit=None):
+    """The config a model reference runs under, without loading the model.
+
+    A run directory brings its own config; a base model gets the defaults (or ``explicit``) with
+    ``model.name`` set. Explicit settings win for the inference-time sections (``INFERENCE_SECTIONS``);
+    a run's model, data and training settings stay its own.
     """
-    from pathlib import Path
-
     from medtune.config import RunConfig
-    from medtune.models import load_base
     from medtune.rundir import RunDir
 
     run = RunDir(reference)
     if run.is_run():
         cfg = run.load_config()
+    else:
+        cfg = (explicit or RunConfig()).model_copy(deep=True)
+        cfg.model.name = reference
+    if explicit is not None:
+        cfg = cfg.model_copy(update={name: getattr(explicit, name) for name in INFERENCE_SECTIONS})
+    return cfg
+
+
+def load_generator(reference: str, quantization: str | None = None, cfg=None):
+    """A Generator for a run directory (base model + its adapter) or a plain base model.
+
+    Returns ``(generator, config)``, the config as ``resolve_config(reference, cfg)`` gives it.
+    """
+    from pathlib import Path
+
+    from medtune.models import load_base
+    from medtune.rundir import RunDir
+
+    run = RunDir(reference)
+    cfg = resolve_config(reference, cfg)
+    if run.is_run():
         if not (run.adapter / "adapter_config.json").exists():
             raise FileNotFoundError(f"{run.path}: run has no trained adapter yet (adapter/adapter_config.json missing)")
         _, tokenizer, model = load_base(cfg.model, quantization)
@@ -118,10 +141,8 @@ def load_generator(reference: str, quantization: str | None = None, cfg=None):
 
         model = PeftModel.from_pretrained(model, str(run.adapter))
     else:
-        cfg = (cfg or RunConfig()).model_copy(deep=True)
         if Path(reference).is_dir() and (Path(reference) / "adapter_config.json").exists():
             raise ValueError(f"{reference}: a bare adapter directory; pass its run directory instead")
-        cfg.model.name = reference
         _, tokenizer, model = load_base(cfg.model, quantization)
     model.eval()
     return Generator(model, tokenizer, cfg.data.template, cfg.data.system_prompt), cfg

@@ -246,9 +246,7 @@ def load(model: str, cfg: RunConfig | None = None):
 
     serve_cfg = (cfg or RunConfig()).serve
     quantization = None if serve_cfg.quantization == "as_trained" else serve_cfg.quantization
-    generator, run_cfg = load_generator(model, quantization=quantization, cfg=cfg)
-    if cfg is not None:  # explicit settings win over the run's own
-        run_cfg = run_cfg.model_copy(update={"generation": cfg.generation, "guardrails": cfg.guardrails, "serve": cfg.serve})
+    generator, run_cfg = load_generator(model, quantization=quantization, cfg=cfg)  # explicit settings win over the run's own
     name = run_cfg.name if RunDir(model).is_run() else Path(model).name or model
     return generator, run_cfg, name
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import threading
 import time
 
-from medtune.chat import ChatSession, check_quantization, resolve_config
+from medtune.chat import ChatSession, check_quantization
+from medtune.generate import resolve_config
 from medtune.guardrails import Guardrails
 
 EXAMPLES = [
