@@ -22,7 +22,7 @@ def two_stages(tmp, name: str, start: str) -> list[str]:
         "train.max_steps=1", "train.max_seq_length=64", "train.report_to=[]", "eval.compare_base=true", "eval.max_samples=1", "eval.max_new_tokens=4",
         "data.eval_max=2", "lora.dropout=0", "model.quantization=none", "train.learning_rate=1e-3",
         "stages=[{name: one, data: {sources: [%s]}}, "
-        "{name: two, start: %s, data: {sources: [{kind: generic, path: %s, count: 6}, {kind: replay, path: one, count: 3}]}, train: {learning_rate: 1.0e-3}}]"
+        "{name: two, start: %s, data: {sources: [{kind: generic, path: %s, count: 6}, {kind: replay, path: one, count: 3}]}, train: {learning_rate: 1.0e-3, max_seq_length: 40}}]"
         % (STARTER, start, FIXTURE),
     ]
 
@@ -92,6 +92,8 @@ def test_two_stages_with_replay(tmp_path):
     rows = {r["stage"]: r["metrics"] for r in table["rows"]}
     assert {"loss on one held-out", "loss on two held-out"} <= set(rows["two"]) & set(rows["base"])
     assert "loss on one held-out" in rows["one"] and "eval_loss" in rows["one"]
+    # stage one's held-out prompts (41-42 tokens) do not fit stage two's 40-token rows: scored at stage one's own length
+    assert rows["two"]["loss on one held-out"] > 0
     assert all(f["metric"].startswith("loss on") for f in table["forgetting"]), "own-split metrics are not compared across stages"
     saved = json.loads((tmp_path / "st" / "stages.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(table["rows"]))

@@ -127,11 +127,16 @@ def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> 
             records = read_jsonl(other.run.data / "eval.jsonl")
             if not records:
                 continue
-            dataset = examples_dataset(records, cfg)
-            args = sft_config(cfg, stage.run, has_eval=True)
+            # the split as its own stage tokenized it (template, max_seq_length): a later stage may train on
+            # shorter rows, and its limit would drop long earlier items (PubMedQA abstracts) altogether
+            dataset = examples_dataset(records, other.cfg)
+            args = sft_config(other.cfg, stage.run, has_eval=True)
             args.report_to, args.output_dir = [], str(stage.run.eval / "tmp")
             trainer = SFTTrainer(model=generator.model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=generator.tokenizer)
-            losses[other.name] = trainer.evaluate()["eval_loss"]
+            metrics = trainer.evaluate()
+            if "eval_loss" not in metrics:
+                raise ValueError(f"stage {other.name}: no held-out example has its answer within train.max_seq_length={other.cfg.train.max_seq_length}")
+            losses[other.name] = metrics["eval_loss"]
     return losses
 
 
