@@ -1,13 +1,19 @@
 """Cross-check medtune's MCQ log-likelihood scorer against lm-evaluation-harness, item by item.
 
     python benchmarks/mcq_vs_lmeval.py [--file ../shared/data/mcq/medqa.test.jsonl] [--kind medqa] [--limit 40] [--batch-size 8]
+    python benchmarks/mcq_vs_lmeval.py --file ../shared/data/pubmedqa/ori_pqal.json --kind pubmedqa \
+        --only-ids ../shared/data/pubmedqa/test_ground_truth.json --limit 100 --precision-check
 
 Builds a LOCAL lm-eval task from the same items (no Hub: a JSONL file read by datasets' ``json``
 builder, the prompt written as lm-eval's own Jinja template — "Question: ...", lettered options,
 "Answer:", continuations " A", " B", ...), runs lm-eval's ``hf`` model on the built-in model's
 converted directory and medtune's scorer on the same items, then prints the agreement of the
 chosen letters item by item and the scoring time of each (models loaded beforehand, same batch
-size), as a ratio.
+size), as a ratio. medtune runs twice: as it runs by default (``bf16_checked``: bf16 autocast where
+the CPU has native bf16, close calls re-scored in float32) and in float32 only, like for like with
+lm-eval's float32. lm-eval runs last, so any one-time warm-up of the process favours it.
+``--precision-check`` also scores every item in plain bf16 and prints the largest shift of a
+letter-vs-letter margin against float32: the evidence behind ``eval.mcq_recheck_margin``.
 """
 
 from __future__ import annotations
@@ -73,39 +79,67 @@ def lmeval_choices(items, model_dir: str, batch_size: int) -> tuple[list[str], f
     return choices, seconds
 
 
-def medtune_choices(items, model_dir: str, batch_size: int) -> tuple[list[str], float]:
+def medtune_rows(model, tokenizer, items, batch_size: int, precision: str) -> tuple[list[dict], float]:
     from medtune.evaluate.mcq import score_loglik
-    from medtune.models import load_model, load_tokenizer
 
-    model, tokenizer = load_model(model_dir, dtype="float32").eval(), load_tokenizer(model_dir)
     start = time.time()
-    rows = score_loglik(model, tokenizer, items, batch_size)
-    return [r["choice"] for r in rows], time.time() - start
+    rows = score_loglik(model, tokenizer, items, batch_size, precision=precision)
+    return rows, time.time() - start
+
+
+def margin_shift(exact: list[dict], approx: list[dict]) -> float:
+    """Largest change, over items and letters, of (best letter - other letter) between two scorings."""
+    worst = 0.0
+    for x, y in zip(exact, approx):
+        top = x["choice"]
+        for k in x["logprobs"]:
+            if k != top:
+                worst = max(worst, abs((x["logprobs"][top] - x["logprobs"][k]) - (y["logprobs"][top] - y["logprobs"][k])))
+    return worst
 
 
 def main() -> None:
     from medtune.config import MCQBenchmark
-    from medtune.evaluate.mcq import load_benchmark
-    from medtune.models import resolve
+    from medtune.evaluate.mcq import RECHECK_MARGIN, _letter_logprobs, bf16_autocast_helps, load_benchmark, top_margin
+    from medtune.models import load_model, load_tokenizer, resolve
 
     data = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap = argparse.ArgumentParser()
     ap.add_argument("--file", default=str(data / "mcq/medqa.test.jsonl"))
     ap.add_argument("--kind", default="medqa")
+    ap.add_argument("--only-ids", default=None, help="PubMedQA: JSON file of ids to keep (e.g. test_ground_truth.json)")
     ap.add_argument("--limit", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--precision-check", action="store_true", help="also score in plain bf16: largest margin shift vs float32")
     args = ap.parse_args()
-    items = load_benchmark(MCQBenchmark(name=args.kind, kind=args.kind, path=args.file, limit=args.limit), seed=0)
+    items = load_benchmark(MCQBenchmark(name=args.kind, kind=args.kind, path=args.file, limit=args.limit, only_ids=args.only_ids), seed=0)
     model_dir = str(resolve(args.model).path)
-    ours, t_ours = medtune_choices(items, model_dir, args.batch_size)
+    model, tokenizer = load_model(model_dir, dtype="float32").eval(), load_tokenizer(model_dir)
+    fast, t_fast = medtune_rows(model, tokenizer, items, args.batch_size, "bf16_checked")
+    exact, t_exact = medtune_rows(model, tokenizer, items, args.batch_size, "model")
     theirs, t_theirs = lmeval_choices(items, model_dir, args.batch_size)
-    same = 0
-    for it, a, b in zip(items, ours, theirs):
-        same += a == b
-        print(f"{it.id:32s} gold {it.answer}  medtune {a}  lm-eval {b}  {'same' if a == b else 'DIFFERENT'}")
-    print(f"agreement: {same}/{len(items)} items identical")
-    print(f"scoring time: medtune {t_ours:.1f}s, lm-eval {t_theirs:.1f}s (batch size {args.batch_size}) -> medtune {t_theirs / t_ours:.2f}x faster")
+    same_fast = same_exact = 0
+    for it, a, b, c in zip(items, fast, exact, theirs):
+        same_fast += a["choice"] == c
+        same_exact += b["choice"] == c
+        flag = "same" if a["choice"] == b["choice"] == c else "DIFFERENT"
+        print(f"{it.id:32s} gold {it.answer}  medtune {a['choice']} ({a['precision']}{', rechecked' if a.get('rechecked') else ''}, "
+              f"margin {top_margin(b['logprobs']):.3f})  medtune-fp32 {b['choice']}  lm-eval {c}  {flag}")
+    n = len(items)
+    rechecked = sum(bool(r.get("rechecked")) for r in fast)
+    print(f"gold accuracy: {sum(r['choice'] == r['answer'] for r in exact) / n:.3f}; distinct lm-eval answers: {sorted(set(theirs))}")
+    print(f"agreement with lm-eval: medtune (default, bf16_checked) {same_fast}/{n} items identical; medtune float32 {same_exact}/{n}")
+    mode = "bf16 autocast + float32 re-check" if bf16_autocast_helps(model) else "float32 (no fast bf16 on this machine)"
+    print(f"medtune default scoring here: {mode}; {rechecked}/{n} items re-checked in float32 (margin < {RECHECK_MARGIN})")
+    print(f"scoring time (batch size {args.batch_size}, {n} items): medtune default {t_fast:.1f}s, medtune float32 {t_exact:.1f}s, "
+          f"lm-eval float32 {t_theirs:.1f}s -> medtune default {t_theirs / t_fast:.2f}x faster than lm-eval, "
+          f"float32 like for like {t_theirs / t_exact:.2f}x")
+    if args.precision_check:
+        plain = _letter_logprobs(model, tokenizer, items, args.batch_size, False, bf16=True)
+        flips = sum(x["choice"] != y["choice"] for x, y in zip(exact, plain))
+        print(f"plain bf16 vs float32: largest letter-margin shift {margin_shift(exact, plain):.3f} nats; {flips}/{n} choices differ "
+              f"(re-check margin {RECHECK_MARGIN})")
 
 
 if __name__ == "__main__":

@@ -100,14 +100,40 @@ def _independent_choice(model, tokenizer, item):
 def test_loglik_scorer_matches_independent_forward_passes(base_lm):
     model, tokenizer = base_lm
     items = mcq.load_benchmark(MCQBenchmark(name="tiny", path=str(FIXTURE)))
-    batched = mcq.score_loglik(model, tokenizer, items, batch_size=4)
-    single = mcq.score_loglik(model, tokenizer, items, batch_size=1)
+    batched = mcq.score_loglik(model, tokenizer, items, batch_size=4, precision="model")
+    single = mcq.score_loglik(model, tokenizer, items, batch_size=1, precision="model")
     for item, b, s in zip(items, batched, single):
         choice, scores = _independent_choice(model, tokenizer, item)
         assert b["choice"] == s["choice"] == choice, item.id
         for letter in item.options:  # batching (left padding, explicit positions) changes nothing
             assert b["logprobs"][letter] == pytest.approx(scores[letter], abs=1e-3)
             assert s["logprobs"][letter] == pytest.approx(scores[letter], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_bf16_checked_scoring_keeps_the_float32_choices(base_lm):
+    model, tokenizer = base_lm
+    items = mcq.load_benchmark(MCQBenchmark(name="tiny", path=str(FIXTURE)))
+    exact = mcq.score_loglik(model, tokenizer, items, batch_size=4, precision="model")
+    fast = mcq.score_loglik(model, tokenizer, items, batch_size=4)
+    assert [r["choice"] for r in fast] == [r["choice"] for r in exact]
+    assert all(r["precision"] == "float32" for r in exact)
+    if not mcq.bf16_autocast_helps(model):  # a CPU without native bf16: the default is plain float32
+        assert fast == exact
+        return
+    # a margin no item reaches: every item is re-scored and carries exactly the float32 figures
+    rechecked = mcq.score_loglik(model, tokenizer, items, batch_size=4, recheck_margin=float("inf"))
+    assert [{k: v for k, v in r.items() if k != "rechecked"} for r in rechecked] == exact and all(r["rechecked"] for r in rechecked)
+    # no re-check: bf16 figures, close to float32 but not equal
+    plain = mcq.score_loglik(model, tokenizer, items, batch_size=4, recheck_margin=0.0)
+    assert all(r["precision"] == "bf16" and not r.get("rechecked") for r in plain)
+    shifts = [abs(p["logprobs"][k] - e["logprobs"][k]) for p, e in zip(plain, exact) for k in e["logprobs"]]
+    assert 0 < max(shifts) < 1.0
+    for r, e, p in zip(fast, exact, plain):  # the default: float32 figures exactly where the bf16 margin was close
+        assert r.get("rechecked", False) == (mcq.top_margin(p["logprobs"]) < mcq.RECHECK_MARGIN)
+        assert (r["logprobs"] == e["logprobs"]) == r.get("rechecked", False)
+    summary = mcq.summary(fast, items, samples=10)
+    assert summary["bf16_scored"] + summary["rechecked_float32"] == len(items)
 
 
 @pytest.mark.slow
@@ -128,4 +154,4 @@ def test_agrees_with_lm_evaluation_harness():
                           "--batch-size", "4"], capture_output=True, text=True, timeout=900,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "agreement: 4/4 items identical" in out.stdout, out.stdout
+    assert "medtune (default, bf16_checked) 4/4 items identical; medtune float32 4/4" in out.stdout, out.stdout

@@ -371,6 +371,7 @@ def mcq(
     only_ids: Optional[str] = typer.Option(None, help="PubMedQA: JSON file of ids to keep (e.g. test_ground_truth.json)."),
     seed: int = typer.Option(0, help="Sampling and bootstrap seed."),
     batch_size: int = typer.Option(8, help="Questions per forward pass."),
+    precision: str = typer.Option("bf16_checked", help="bf16_checked (bf16 where fast, close calls re-scored in float32) or model."),
     output: Optional[Path] = typer.Option(None, help="Write the results (JSON) here."),
 ):
     """Multiple-choice accuracy (± standard error, chance level) of any model on MedQA / MedMCQA / PubMedQA."""
@@ -380,12 +381,14 @@ def mcq(
 
     if mode not in ("loglik", "generate", "both"):
         _fail(f"--mode must be loglik, generate or both, got {mode!r}")
+    if precision not in ("bf16_checked", "model"):
+        _fail(f"--precision must be bf16_checked or model, got {precision!r}")
     benches = []
     for spec in bench:
         name, _, path = spec.partition("=")
         benches.append(MCQBenchmark(name=name, path=path or None, limit=limit, only_ids=only_ids if name == "pubmedqa" else None))
     generator, cfg = load_generator(model, quantization="none")
-    results = score_model(generator, cfg.generation, benches, mode, batch_size=batch_size, seed=seed)
+    results = score_model(generator, cfg.generation, benches, mode, batch_size=batch_size, seed=seed, precision=precision)
     table = Table(title=f"MCQ accuracy ({mode}) — {model}")
     for col in ("benchmark", "n", "accuracy", "± s.e.", "95% CI", "chance", "unparseable"):
         table.add_column(col, justify="left" if col == "benchmark" else "right")

@@ -276,6 +276,11 @@ class EvalConfig(Section):
     """MCQ scoring: log-likelihood of the answer letters (lm-eval convention), a parsed generated answer, or both."""
     mcq_batch_size: int = Field(8, gt=0)
     """MCQ questions per forward pass."""
+    mcq_precision: Literal["bf16_checked", "model"] = "bf16_checked"
+    """Log-likelihood scoring of a float32 model: 'bf16_checked' = under bf16 autocast where bf16 is fast, close
+    calls (margin < mcq_recheck_margin) re-scored in float32, so the letters are float32's; 'model' = float32 only."""
+    mcq_recheck_margin: float = Field(0.5, ge=0)
+    """Letter margin (nats) below which a bf16 MCQ score is redone in float32."""
     safety: bool = False
     """Run the built-in safety red-team suite (through the ask path, guardrails on) for base and tuned."""
     safety_limit: int | None = Field(None, gt=0)

@@ -161,6 +161,21 @@ def gguf_to_hf(gguf: Path) -> Path:
     return target
 
 
+def fast_bf16(device) -> bool:
+    """Whether bfloat16 matmuls beat float32 on ``device``: a GPU that supports bf16, or a CPU with
+    native bf16 dot products (x86 AVX512_BF16 or AMX, Arm's BF16 extension). On other CPUs oneDNN
+    emulates bf16 and it is slower than float32."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    caps = torch.cpu.get_capabilities()
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16") or caps.get("bf16") or caps.get("sve_bf16"))
+
+
 def load_tokenizer(path: str, revision: str | None = None):
     """Tokenizer with a pad token and left padding (for batched generation)."""
     from transformers import AutoTokenizer

@@ -170,7 +170,8 @@ def _score_mcq(generator, cfg, items):
     from medtune.evaluate.mcq import evaluate_benchmark
 
     summary, rows = evaluate_benchmark(generator, items, cfg.eval.mcq_mode, cfg.generation, cfg.eval.mcq_batch_size,
-                                       cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed, progress=True)
+                                       cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed, progress=True,
+                                       precision=cfg.eval.mcq_precision, recheck_margin=cfg.eval.mcq_recheck_margin)
     return summary, rows
 
 

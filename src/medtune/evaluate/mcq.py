@@ -15,9 +15,12 @@ Two ways to score:
       Answer:
 
   and the choice is the letter whose continuation (" A", " B", ...) is most likely. Each letter is
-  one token, so ONE forward pass per question gives every letter's log-probability: the prompts
-  are batched with left padding and explicit position ids (so a padded row computes exactly what
-  it would alone), and only the last position's logits are computed.
+  one token, so ONE forward pass per question gives every letter's log-probability. The prompts
+  are batched with right padding and no attention mask: attention is causal, so a row's real tokens
+  never see the padding after them and compute exactly what they would alone, and SDPA's causal
+  kernel skips the masked half instead of applying a padding mask. Only the logits at each row's
+  last real position are computed (``logits_to_keep`` with those positions). Where bf16 is fast, questions
+  are scored under bf16 autocast and the close calls re-scored in float32 (``score_loglik``).
 * ``generate`` — the question and options go to the model through its chat template (as a user
   would ask), it answers greedily, and the letter is parsed from the answer; answers with no
   recognisable letter count as wrong and their share is reported as ``unparseable_rate``.
@@ -43,6 +46,8 @@ HUB = {
 """The usual Hub id and evaluation split of each benchmark kind."""
 GENERATE_INSTRUCTION = "Answer with the letter of the correct option."
 GENERATE_TOKENS = 24
+RECHECK_MARGIN = 0.5
+"""Letter margin (nats) below which a bf16 score is redone in float32 (about 4x the largest bf16 shift measured)."""
 
 
 @dataclass
@@ -111,8 +116,46 @@ def letter_token_ids(tokenizer, letters) -> dict[str, int]:
     return ids
 
 
-def score_loglik(model, tokenizer, items: list[Item], batch_size: int = 8, progress: bool = False) -> list[dict]:
-    """Per item: the letters' log-probabilities after the prompt and the chosen letter (argmax)."""
+def score_loglik(model, tokenizer, items: list[Item], batch_size: int = 8, progress: bool = False, precision: str = "bf16_checked",
+                 recheck_margin: float = RECHECK_MARGIN) -> list[dict]:
+    """Per item: the letters' log-probabilities after the prompt and the chosen letter (argmax).
+
+    ``precision="bf16_checked"`` on a float32 model where bf16 is fast (``models.fast_bf16``): every
+    question is scored under bfloat16 autocast (about twice the matmul throughput), then each item
+    whose two best letters are closer than ``recheck_margin`` nats is scored again in float32 and
+    takes those figures. bf16 moves a letter-vs-letter margin by ~0.1 nat on these models
+    (``benchmarks/mcq_vs_lmeval.py --precision-check`` measures it), so a wider margin cannot flip
+    and the chosen letters are the float32 ones. ``"model"`` = the model's own precision only.
+    """
+    fast = precision == "bf16_checked" and bf16_autocast_helps(model)
+    rows = _letter_logprobs(model, tokenizer, items, batch_size, progress, bf16=fast)
+    if fast:
+        close = [i for i, row in enumerate(rows) if top_margin(row["logprobs"]) < recheck_margin]
+        exact = _letter_logprobs(model, tokenizer, [items[i] for i in close], batch_size, False, bf16=False) if close else []
+        for i, row in zip(close, exact):
+            rows[i] = {**row, "rechecked": True}
+    return rows
+
+
+def top_margin(logprobs: dict[str, float]) -> float:
+    """Log-probability gap between the best and the second-best letter."""
+    best, second = sorted(logprobs.values(), reverse=True)[:2]
+    return best - second
+
+
+def bf16_autocast_helps(model) -> bool:
+    """A float32, unquantized model on a device with fast bf16 (a 4-bit or bf16 model runs as it is)."""
+    import torch
+
+    from medtune.models import fast_bf16
+
+    if getattr(getattr(model, "config", None), "quantization_config", None) is not None:
+        return False
+    first = next(model.parameters())
+    return first.dtype == torch.float32 and fast_bf16(first.device)
+
+
+def _letter_logprobs(model, tokenizer, items: list[Item], batch_size: int, progress: bool, bf16: bool) -> list[dict]:
     import torch
     from tqdm.auto import tqdm
 
@@ -121,24 +164,24 @@ def score_loglik(model, tokenizer, items: list[Item], batch_size: int = 8, progr
     encoded = [tokenizer(prompt(it))["input_ids"] for it in items]
     order = sorted(range(len(items)), key=lambda i: -len(encoded[i]))  # similar lengths together
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
     out: list[dict | None] = [None] * len(items)
-    for start in tqdm(range(0, len(order), batch_size), desc="mcq", disable=not progress, unit="batch"):
+    for start in tqdm(range(0, len(order), batch_size), desc="mcq" + (" (bf16)" if bf16 else ""), disable=not progress, unit="batch"):
         chunk = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in chunk)
         input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            input_ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            logits = model(
-                input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device), position_ids=positions.to(model.device), logits_to_keep=1
-            ).logits[:, -1].float()
-        logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        for row, i in enumerate(chunk):  # right padding, no attention mask: see the module docstring
+            input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+        last = torch.tensor([len(encoded[i]) - 1 for i in chunk])
+        keep = torch.unique(last)  # sorted: the few distinct last positions of the batch
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=input_ids.to(device), logits_to_keep=keep.to(device)).logits
+        logits = logits[torch.arange(len(chunk)), torch.searchsorted(keep, last).to(logits.device)]
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for row, i in enumerate(chunk):
             scores = {k: float(logprobs[row, ids[k]]) for k in items[i].options}
-            out[i] = {"id": items[i].id, "answer": items[i].answer, "choice": max(scores, key=scores.get), "logprobs": scores}
+            out[i] = {"id": items[i].id, "answer": items[i].answer, "choice": max(scores, key=scores.get), "logprobs": scores,
+                      "precision": "bf16" if bf16 else str(next(model.parameters()).dtype).removeprefix("torch.")}
     return out
 
 
@@ -188,13 +231,16 @@ def summary(scored: list[dict], items: list[Item], samples: int = 1000, seed: in
         "n": n,
         "chance": sum(1 / len(it.options) for it in items) / n,
     }
+    if any("precision" in s for s in scored):
+        out["bf16_scored"] = sum(s["precision"] == "bf16" for s in scored)
+        out["rechecked_float32"] = sum(bool(s.get("rechecked")) for s in scored)
     if any("text" in s for s in scored):
         out["unparseable_rate"] = sum(s["choice"] is None for s in scored) / n
     return out
 
 
 def evaluate_benchmark(generator, items: list[Item], mode: str, gen_cfg, batch_size: int = 8, samples: int = 1000, seed: int = 0,
-                       progress: bool = False) -> tuple[dict, dict[str, list[dict]]]:
+                       progress: bool = False, precision: str = "bf16_checked", recheck_margin: float = RECHECK_MARGIN) -> tuple[dict, dict[str, list[dict]]]:
     """Score one model on one benchmark: ``(summary, {mode: per-item rows})``.
 
     For ``both`` the summary's headline accuracy is the log-likelihood one and the generative
@@ -202,7 +248,7 @@ def evaluate_benchmark(generator, items: list[Item], mode: str, gen_cfg, batch_s
     """
     rows: dict[str, list[dict]] = {}
     if mode in ("loglik", "both"):
-        rows["loglik"] = score_loglik(generator.model, generator.tokenizer, items, batch_size, progress)
+        rows["loglik"] = score_loglik(generator.model, generator.tokenizer, items, batch_size, progress, precision, recheck_margin)
     if mode in ("generate", "both"):
         rows["generate"] = score_generate(generator, gen_cfg, items, progress)
     first = "loglik" if "loglik" in rows else "generate"
@@ -213,7 +259,7 @@ def evaluate_benchmark(generator, items: list[Item], mode: str, gen_cfg, batch_s
 
 
 def score_model(generator, gen_cfg, benches, mode: str = "loglik", batch_size: int = 8, samples: int = 1000, seed: int = 0,
-                progress: bool = True) -> dict[str, dict]:
+                progress: bool = True, precision: str = "bf16_checked") -> dict[str, dict]:
     """``{bench.name: summary}`` for one model (``medtune mcq`` and the benchmark script)."""
     import time
 
@@ -221,6 +267,6 @@ def score_model(generator, gen_cfg, benches, mode: str = "loglik", batch_size: i
     for bench in benches:
         items = load_benchmark(bench, seed)
         start = time.time()
-        results[bench.name], _ = evaluate_benchmark(generator, items, mode, gen_cfg, batch_size, samples, seed, progress)
+        results[bench.name], _ = evaluate_benchmark(generator, items, mode, gen_cfg, batch_size, samples, seed, progress, precision)
         results[bench.name]["seconds"] = round(time.time() - start, 1)
     return results
