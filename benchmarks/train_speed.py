@@ -4,6 +4,9 @@
     python benchmarks/train_speed.py --steps 8 --rss # more steps; also peak RSS of LoRA fp32 vs QLoRA
     python benchmarks/train_speed.py --profile       # top operators of one packed step (torch.profiler)
 
+Run it on an otherwise idle machine (sequential, the default). ``--parallel`` runs every setup at
+once, one thread each, for a machine that is busy anyway.
+
 Every setup trains the same model (built-in SmolLM2-135M, fp32 LoRA, the same LoRA config) on the
 same dialogue mix with TRL's SFTTrainer for a few optimizer steps; the first step is warm-up and not
 timed. "Real tokens" are the non-padding tokens the model read: the trainer's own ``num_tokens``
@@ -58,7 +61,13 @@ SETUPS = {
     "dynamic padding": {"packing": False, "group_by_length": False, "pad_to_max": False},
     "+ group_by_length": {"packing": False, "group_by_length": True, "pad_to_max": False},
     "medtune packing (padding-free)": {"packing": True, "group_by_length": False, "pad_to_max": False},
+    "naive, TRL defaults (bf16, ckpt)": {"packing": False, "group_by_length": False, "pad_to_max": True, "bf16": True, "checkpointing": True},
+    "medtune packing + bf16 autocast": {"packing": True, "group_by_length": False, "pad_to_max": False, "bf16": True},
 }
+"""Setups 5-6 run under bf16 autocast (float32 weights). 5 is what a script gets from TRL's own
+``SFTConfig`` defaults (``bf16=True``, ``gradient_checkpointing=True``) with padding to max_length; 6
+is medtune's packing under autocast, the question being whether bf16 pays for training on this CPU
+(it does for MCQ scoring, a forward pass only). medtune trains a float32 model in float32 on a CPU."""
 
 
 def measure(name: str, setup: dict, records, args, tmp: str) -> dict:
@@ -74,12 +83,14 @@ def measure(name: str, setup: dict, records, args, tmp: str) -> dict:
 
     batch = args.packed_batch if setup["packing"] else args.batch
     cfg = load_config(None, base_overrides(tmp, args) + [
-        f"name={name.split()[0].strip('+')}", f"train.packing={setup['packing']}",
+        f"name=setup{list(SETUPS).index(name) + 1}", f"train.packing={setup['packing']}",
         f"train.group_by_length={setup['group_by_length']}", f"train.batch_size={batch}",
     ])
     sft_args = sft_config(cfg, RunDir.create(cfg), False)
     if setup["pad_to_max"]:
         sft_args.pad_to_multiple_of = cfg.train.max_seq_length
+    sft_args.bf16 = setup.get("bf16", False)
+    sft_args.gradient_checkpointing = setup.get("checkpointing", False)
     torch.manual_seed(0)
     _, tok, model = load_base(cfg.model)
     marks: list[tuple[float, float, float]] = []
@@ -191,7 +202,9 @@ def run_parallel(numbers, args) -> list[dict]:
     for i in numbers:
         cmd = [sys.executable, __file__, "--json", "--setups", str(i), "--steps", str(args.steps), "--batch", str(args.batch),
                "--packed-batch", str(args.packed_batch), "--max-length", str(args.max_length), "--chatdoctor", str(args.chatdoctor)]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        # one thread each: oversubscribed OpenMP threads spin, and the spinning counts as CPU time
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env))
     rows = []
     for proc in procs:
         out, _ = proc.communicate()
@@ -209,7 +222,7 @@ def main() -> None:
     ap.add_argument("--packed-batch", type=int, default=1, help="packed rows per batch (each holds max_length tokens)")
     ap.add_argument("--max-length", type=int, default=512, help="max_length (medtune's default train.max_seq_length)")
     ap.add_argument("--chatdoctor", type=int, default=300, help="GenMedGPT-5k dialogues in the mix (when the data is present)")
-    ap.add_argument("--setups", default="all", help="comma-separated setup numbers (1-4) or 'all'")
+    ap.add_argument("--setups", default="all", help="comma-separated setup numbers (1-6) or 'all'")
     ap.add_argument("--rss", action="store_true", help="also measure peak RSS of LoRA fp32 vs QLoRA (two subprocesses)")
     ap.add_argument("--profile", action="store_true", help="profile one packed step instead of the comparison")
     ap.add_argument("--rss-child", choices=["lora", "qlora"], help=argparse.SUPPRESS)

@@ -119,7 +119,8 @@ def test_stage_table_reads_any_metric_and_flags_forgetting(tmp_path):
         "two": {"results": {"base": {"eval_loss": 1.9}, "finetuned": {"eval_loss": 1.2, "rougeL": 0.3}},
                 "mcq": {"medqa": {"base": {"accuracy": 0.45}, "finetuned": {"accuracy": 0.35}}}, "held_out_loss": {"one": 1.8, "two": 1.2}},
     }
-    assert report_metrics(reports["one"]) == {"eval_loss": 1.5, "rougeL": 0.2, "mcq.medqa.accuracy": 0.45, "mcq.medqa.n": 8.0}
+    # sample sizes and the like are not metrics: no "mcq.medqa.n" column
+    assert report_metrics(reports["one"]) == {"eval_loss": 1.5, "rougeL": 0.2, "mcq.medqa.accuracy": 0.45}
     stages = [Stage(n, cfg, RunDir(tmp_path / n), s) for n, s in (("one", "base"), ("two", "continue"))]
     table = stage_table(stages, reports, base_losses={"one": 2.0, "two": 2.1})
     rows = {r["stage"]: r["metrics"] for r in table["rows"]}

@@ -27,6 +27,8 @@ from medtune.config import RunConfig, stage_config
 from medtune.rundir import RunDir
 
 LOWER_IS_BETTER = ("loss", "perplexity")
+BOOKKEEPING = {"n", "stderr", "chance", "seconds", "bf16_scored", "rechecked_float32"}
+"""Numbers a report section carries beside its metrics (sample size, chance level, how it was scored): not stage-table columns."""
 
 
 @dataclass
@@ -150,7 +152,7 @@ def report_metrics(report: dict, model: str = "finetuned") -> dict[str, float]:
             return
         if isinstance(node.get(model), dict):
             for key, value in node[model].items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                if key not in BOOKKEEPING and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     out[prefix + key] = float(value)
             return
         for key, value in node.items():
