@@ -69,7 +69,7 @@ def test_loss_is_on_assistant_tokens_only(trained_run, base_model_dir):
         assert "<|im_end|>" in answer, "EOS is trained so the model learns to stop"
 
 
-def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir):
+def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir, monkeypatch):
     """Overfit 4 examples for a few steps: the adapter moves and the loss on them drops."""
     from transformers import set_seed
     from trl import SFTTrainer
@@ -80,6 +80,8 @@ def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir):
 
     from conftest import REPO, tiny_overrides
 
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     cfg = load_config(None, tiny_overrides(tmp_path, "overfit") + [
         f"data.sources=[{{kind: generic, path: {REPO / 'tests/fixtures/qa_small.jsonl'}, count: 4}}]",
         "data.eval_fraction=0", "train.max_steps=10", "train.learning_rate=2e-3", "train.batch_size=4", "lora.dropout=0",
@@ -100,3 +102,6 @@ def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir):
     after = trainer.evaluate()["eval_loss"]
     print(f"loss on the 4 examples: {before:.4f} -> {after:.4f}")
     assert after < before - 0.2, (before, after)
+    # TensorBoard events land in the run, even from the evaluate() before training, not in ./runs of the cwd
+    assert list((run.logs / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "cwd" / "runs").exists()

@@ -72,6 +72,9 @@ def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
     t = cfg.train
     on_gpu = torch.cuda.is_available()
     dtype = cfg.model.resolved_dtype()
+    # transformers' TensorBoard callback takes its directory from this variable only; without it, a
+    # trainer that logs before it trains (evaluate() first) writes to ./runs/<date>_<host> in the cwd
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.logs / "tensorboard")
     return SFTConfig(
         output_dir=str(run.checkpoints),
         num_train_epochs=t.epochs,
@@ -137,8 +140,6 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
 
     from medtune.models import load_base
 
-    # transformers' TensorBoard callback takes its directory from this variable only
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.logs / "tensorboard")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     train_records = read_jsonl(run.data / "train.jsonl")
