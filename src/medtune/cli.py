@@ -29,6 +29,12 @@ def _config(path: Path | None, overrides: list[str] | None):
         raise typer.Exit(2) from None
 
 
+def _explicit_config(path: Path | None, overrides: list[str] | None):
+    """The settings given on the command line (``--config``/``--set``), or None when none were: a run's
+    own config then applies as saved (``generate.resolve_config``)."""
+    return _config(path, overrides) if (path or overrides) else None
+
+
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -185,7 +191,7 @@ def ask(
         _fail("give either a question or --input FILE")
     if input is not None and output is None:
         _fail("--input needs --output")
-    base_cfg = _config(config, set) if (config or set) else None
+    base_cfg = _explicit_config(config, set)
     items = read_prompts(input) if input else [{"id": "1", "prompt": question}]
     generator, cfg = load_generator(model, cfg=base_cfg)  # explicit settings win over the run's own
     results = answer_all(generator, cfg, items, progress=input is not None)
@@ -215,7 +221,7 @@ def safety(
     from medtune.generate import load_generator
     from medtune.safety import load_suite
 
-    base_cfg = _config(config, set) if (config or set) else None
+    base_cfg = _explicit_config(config, set)
     generator, cfg = load_generator(model, cfg=base_cfg)
     items = load_suite()
     if limit:
@@ -244,7 +250,7 @@ def chat(
     """Chat in the terminal (streamed, through the guardrails): /think, /reset, /quit."""
     from medtune.chat import ChatSession, load_chat, repl
 
-    explicit = _config(config, set) if (config or set) else None
+    explicit = _explicit_config(config, set)
     with console.status(f"loading {model} ..."):
         generator, cfg = load_chat(model, explicit, quantization)
     repl(ChatSession(generator, cfg), console)
@@ -265,7 +271,7 @@ def ui(
     """A Gradio chat app (the model loads on the first question); binds 127.0.0.1 unless told otherwise."""
     from medtune.ui import launch, parse_auth
 
-    explicit = _config(config, set) if (config or set) else None
+    explicit = _explicit_config(config, set)
     try:
         credentials = parse_auth(auth)
     except ValueError as e:
@@ -321,7 +327,7 @@ def serve(
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health) with the guardrails applied."""
     from medtune.serve import serve as run_serve
 
-    base_cfg = _config(config, set) if (config or set) else None
+    base_cfg = _explicit_config(config, set)
     run_serve(model, base_cfg, host, port)
 
 
