@@ -100,7 +100,7 @@ def margin_shift(exact: list[dict], approx: list[dict]) -> float:
 
 def main() -> None:
     from medtune.config import MCQBenchmark
-    from medtune.evaluate.mcq import RECHECK_MARGIN, _letter_logprobs, bf16_autocast_helps, load_benchmark, top_margin
+    from medtune.evaluate.mcq import RECHECK_MARGIN, bf16_autocast_helps, load_benchmark, score_loglik, top_margin
     from medtune.models import load_model, load_tokenizer, resolve
 
     data = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -136,7 +136,7 @@ def main() -> None:
           f"lm-eval float32 {t_theirs:.1f}s -> medtune default {t_theirs / t_fast:.2f}x faster than lm-eval, "
           f"float32 like for like {t_theirs / t_exact:.2f}x")
     if args.precision_check:
-        plain = _letter_logprobs(model, tokenizer, items, args.batch_size, False, bf16=True)
+        plain = score_loglik(model, tokenizer, items, args.batch_size, recheck_margin=0.0)  # bf16 where fast, nothing re-checked
         flips = sum(x["choice"] != y["choice"] for x, y in zip(exact, plain))
         print(f"plain bf16 vs float32: largest letter-margin shift {margin_shift(exact, plain):.3f} nats; {flips}/{n} choices differ "
               f"(re-check margin {RECHECK_MARGIN})")

@@ -164,7 +164,8 @@ def _letter_logprobs(model, tokenizer, items: list[Item], batch_size: int, progr
     encoded = [tokenizer(prompt(it))["input_ids"] for it in items]
     order = sorted(range(len(items)), key=lambda i: -len(encoded[i]))  # similar lengths together
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
+    first = next(model.parameters())
+    device, precision = first.device, "bf16" if bf16 else str(first.dtype).removeprefix("torch.")
     out: list[dict | None] = [None] * len(items)
     for start in tqdm(range(0, len(order), batch_size), desc="mcq" + (" (bf16)" if bf16 else ""), disable=not progress, unit="batch"):
         chunk = order[start : start + batch_size]
@@ -180,8 +181,7 @@ def _letter_logprobs(model, tokenizer, items: list[Item], batch_size: int, progr
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for row, i in enumerate(chunk):
             scores = {k: float(logprobs[row, ids[k]]) for k in items[i].options}
-            out[i] = {"id": items[i].id, "answer": items[i].answer, "choice": max(scores, key=scores.get), "logprobs": scores,
-                      "precision": "bf16" if bf16 else str(next(model.parameters()).dtype).removeprefix("torch.")}
+            out[i] = {"id": items[i].id, "answer": items[i].answer, "choice": max(scores, key=scores.get), "logprobs": scores, "precision": precision}
     return out
 
 
