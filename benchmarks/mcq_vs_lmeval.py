@@ -2,7 +2,7 @@
 
     python benchmarks/mcq_vs_lmeval.py [--file ../shared/data/mcq/medqa.test.jsonl] [--kind medqa] [--limit 40] [--batch-size 8]
     python benchmarks/mcq_vs_lmeval.py --file ../shared/data/pubmedqa/ori_pqal.json --kind pubmedqa \
-        --only-ids ../shared/data/pubmedqa/test_ground_truth.json --limit 100 --precision-check
+        --only-ids ../shared/data/pubmedqa/test_ground_truth.json --limit 100 --precision-check --kernels
 
 Builds a LOCAL lm-eval task from the same items (no Hub: a JSONL file read by datasets' ``json``
 builder, the prompt written as lm-eval's own Jinja template — "Question: ...", lettered options,
@@ -13,7 +13,10 @@ size), as a ratio. medtune runs twice: as it runs by default (``bf16_checked``: 
 the CPU has native bf16, close calls re-scored in float32) and in float32 only, like for like with
 lm-eval's float32. lm-eval runs last, so any one-time warm-up of the process favours it.
 ``--precision-check`` also scores every item in plain bf16 and prints the largest shift of a
-letter-vs-letter margin against float32: the evidence behind ``eval.mcq_recheck_margin``.
+letter-vs-letter margin against float32 (the evidence behind ``eval.mcq_recheck_margin``) and that
+pass's time: no scheme built on bf16 forwards of these prompts is faster on this machine, answers
+checked or not. ``--kernels`` times the model's own matmul and attention shapes in float32 and
+bf16, the hardware ratio that bounds what lower precision can buy here.
 """
 
 from __future__ import annotations
@@ -98,6 +101,44 @@ def margin_shift(exact: list[dict], approx: list[dict]) -> float:
     return worst
 
 
+def kernel_speeds(model, items, tokenizer, batch_size: int) -> None:
+    """float32 vs bf16 throughput of the model's linear layers and causal attention at this benchmark's prompt length."""
+    import torch
+    import torch.nn.functional as F
+
+    from medtune.evaluate.mcq import prompt
+
+    cfg = model.config
+    length = round(sum(len(tokenizer(prompt(it))["input_ids"]) for it in items) / len(items))
+    heads, kv, dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    rows = batch_size * length
+
+    def seconds(fn, repeat: int = 20) -> float:
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        return (time.perf_counter() - start) / repeat
+
+    print(f"kernels at batch {batch_size} x {length} tokens (the mean prompt), float32 -> bf16:")
+    with torch.inference_mode():
+        for name, k, n in [("attention q/o", cfg.hidden_size, cfg.hidden_size), ("attention k/v", cfg.hidden_size, kv * dim),
+                           ("mlp up/gate", cfg.hidden_size, cfg.intermediate_size), ("mlp down", cfg.intermediate_size, cfg.hidden_size)]:
+            t = {}
+            for dtype in (torch.float32, torch.bfloat16):
+                x, w = torch.randn(rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+                t[dtype] = seconds(lambda: F.linear(x, w))
+            print(f"  linear {name:14s} {rows * k * n / t[torch.float32] / 1e9:6.0f} -> {rows * k * n / t[torch.bfloat16] / 1e9:6.0f} "
+                  f"GMAC/s ({t[torch.float32] / t[torch.bfloat16]:.2f}x)")
+        t = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            q = torch.randn(batch_size, heads, length, dim, dtype=dtype)
+            k_, v = torch.randn(batch_size, kv, length, dim, dtype=dtype), torch.randn(batch_size, kv, length, dim, dtype=dtype)
+            t[dtype] = seconds(lambda: F.scaled_dot_product_attention(q, k_, v, is_causal=True, enable_gqa=heads != kv), repeat=5)
+        print(f"  causal SDPA attention          {t[torch.float32] * 1e3:6.1f} -> {t[torch.bfloat16] * 1e3:6.1f} ms per layer "
+              f"({t[torch.float32] / t[torch.bfloat16]:.2f}x)")
+
+
 def main() -> None:
     from medtune.config import MCQBenchmark
     from medtune.evaluate.mcq import RECHECK_MARGIN, bf16_autocast_helps, load_benchmark, score_loglik, top_margin
@@ -111,7 +152,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--precision-check", action="store_true", help="also score in plain bf16: largest margin shift vs float32")
+    ap.add_argument("--precision-check", action="store_true", help="also score in plain bf16: largest margin shift vs float32, and its time")
+    ap.add_argument("--kernels", action="store_true", help="also time the model's matmul and attention shapes in float32 and bf16")
     args = ap.parse_args()
     items = load_benchmark(MCQBenchmark(name=args.kind, kind=args.kind, path=args.file, limit=args.limit, only_ids=args.only_ids), seed=0)
     model_dir = str(resolve(args.model).path)
@@ -136,10 +178,14 @@ def main() -> None:
           f"lm-eval float32 {t_theirs:.1f}s -> medtune default {t_theirs / t_fast:.2f}x faster than lm-eval, "
           f"float32 like for like {t_theirs / t_exact:.2f}x")
     if args.precision_check:
+        start = time.time()
         plain = score_loglik(model, tokenizer, items, args.batch_size, recheck_margin=0.0)  # bf16 where fast, nothing re-checked
+        t_plain = time.time() - start
         flips = sum(x["choice"] != y["choice"] for x, y in zip(exact, plain))
         print(f"plain bf16 vs float32: largest letter-margin shift {margin_shift(exact, plain):.3f} nats; {flips}/{n} choices differ "
-              f"(re-check margin {RECHECK_MARGIN})")
+              f"(re-check margin {RECHECK_MARGIN}); plain bf16 took {t_plain:.1f}s = {t_theirs / t_plain:.2f}x faster than lm-eval")
+    if args.kernels:
+        kernel_speeds(model, items, tokenizer, args.batch_size)
 
 
 if __name__ == "__main__":
