@@ -33,7 +33,7 @@ def server(trained_run):
     cfg.generation.max_new_tokens = 8
     cfg.serve.api_key = KEY
     cfg.serve.max_request_bytes = 4000
-    cfg.serve.max_tokens = 16
+    cfg.serve.max_tokens = 256
     generator, run_cfg, name = load(str(run.path), cfg)
     app = create_app(generator, run_cfg, name)
     port = free_port()
@@ -109,6 +109,28 @@ def test_emergency_in_history_carries_over(server):
         messages=[{"role": "user", "content": EMERGENCY}, {"role": "assistant", "content": "Call now."}, {"role": "user", "content": "What should I do while waiting?"}],
     )
     assert resp.medtune["triage"] == "emergency"
+
+
+def test_client_gone_mid_stream_stops_its_generation(server):
+    import httpx
+
+    _, client, port, name = server
+    messages = [{"role": "user", "content": "List thirty healthy foods, one per line, with a short note on each."}]
+    whole = client.chat.completions.create(model=name, messages=messages, temperature=0, max_tokens=200)
+    assert whole.usage.completion_tokens >= 100, "the answer must be long for the check to mean anything"
+    headers = {"Authorization": f"Bearer {KEY}"}
+    base = f"http://127.0.0.1:{port}"
+    before = httpx.get(f"{base}/health").json()
+    body = {"model": name, "messages": messages, "temperature": 0, "max_tokens": 200, "stream": True}
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, headers=headers, timeout=120) as r:
+        for line in r.iter_lines():
+            if '"content":"' in line.replace(" ", "") and '"content":""' not in line.replace(" ", ""):
+                break  # one piece of text, then the client hangs up
+    deadline = time.time() + 60
+    while (health := httpx.get(f"{base}/health").json())["streams_cancelled"] == before["streams_cancelled"] and time.time() < deadline:
+        time.sleep(0.1)
+    assert health["streams_cancelled"] == before["streams_cancelled"] + 1 and health["pending"] == 0
+    assert not [t for t in threading.enumerate() if t.name == "medtune-generate" and t.is_alive()]  # stopped, not left running
 
 
 def test_bad_key_is_401(server):

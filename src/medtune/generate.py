@@ -81,19 +81,51 @@ class Generator:
         return answers
 
     def stream(self, conversation: list[dict], cfg: GenerationConfig, system_addendum: str | None = None, **overrides) -> Iterator[str]:
-        """Yield text pieces of one answer as they are generated (chat REPL, UI, API)."""
-        from threading import Thread
+        """Yield text pieces of one answer as they are generated (chat REPL, UI, API).
 
-        from transformers import TextIteratorStreamer
+        ``model.generate`` runs in a thread named ``medtune-generate``. Closing this iterator early
+        (an API client that went away, a UI that stops listening) stops that generation at its next
+        token and waits for the thread, so no orphaned generation keeps the model busy. An error
+        inside ``generate`` is raised here, instead of leaving the reader waiting for text.
+        """
+        from threading import Event, Thread
+
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         text = self.prompts([conversation], [system_addendum])[0]
         enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kw = self._kwargs(cfg, overrides.get("max_new_tokens"), overrides.get("temperature"))
-        thread = Thread(target=self.model.generate, kwargs={**enc, **kw, "streamer": streamer}, daemon=True)
+        stop, failed = Event(), []
+
+        def run() -> None:
+            try:
+                self.model.generate(**enc, **kw, streamer=streamer, stopping_criteria=StoppingCriteriaList([_stop_when_set(stop)]))
+            except BaseException as e:  # re-raised in the reader's thread below
+                failed.append(e)
+                streamer.end()
+
+        thread = Thread(target=run, daemon=True, name="medtune-generate")
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from streamer
+        finally:
+            stop.set()
+            thread.join()
+        if failed:
+            raise failed[0]
+
+
+def _stop_when_set(event):
+    """A transformers stopping criterion that ends generation once ``event`` is set."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopWhenSet(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StopWhenSet()
 
 
 INFERENCE_SECTIONS = ("generation", "guardrails", "chat", "serve")

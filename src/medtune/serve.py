@@ -2,7 +2,7 @@
 
     POST /v1/chat/completions   multi-turn messages; "stream": true answers with server-sent events
     GET  /v1/models             the one model this server holds
-    GET  /health                status, queue length, generations run so far
+    GET  /health                status, queue length, generations run so far, streams cancelled by their client
 
 Every request goes through the guardrails: the latest user turn is triaged with the earlier turns
 as context; an emergency, crisis or harmful request gets its fixed reply without reaching the
@@ -98,13 +98,14 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
     """The FastAPI app around a loaded ``Generator`` and its run config."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.background import BackgroundTask
     from starlette.concurrency import run_in_threadpool
 
     sc = serve_cfg or cfg.serve
     api_key = sc.api_key or os.environ.get("MEDTUNE_API_KEY") or None
     guardrails = Guardrails(cfg.guardrails)
     slots = Slots(sc.workers, sc.queue_size, sc.queue_timeout)
-    stats = {"generations": 0, "requests": 0, "started": time.time()}
+    stats = {"generations": 0, "requests": 0, "streams_cancelled": 0, "started": time.time()}
     app = FastAPI(title="medtune", version="1")
     app.state.slots, app.state.stats, app.state.guardrails = slots, stats, guardrails
 
@@ -202,9 +203,19 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
             await run_in_threadpool(slots.enter)  # 429/503 come back as a status, before the stream starts
             stats["generations"] += 1
 
+        pieces = iter(()) if decision.reply is not None else generator.stream(turns, gen, addendum, **overrides)
+        state = {"released": decision.reply is not None, "done": False}  # a fixed reply holds no worker
+
+        def release() -> None:
+            """Once per request: stop the generation at its next token if it still runs, then free the worker."""
+            if not state["released"]:
+                state["released"] = True
+                pieces.close()
+                slots.leave()
+                stats["streams_cancelled"] += not state["done"]
+
         def events() -> Iterator[str]:
             try:
-                pieces = iter(()) if decision.reply is not None else generator.stream(turns, gen, addendum, **overrides)
                 guarded = guardrails.stream(decision, pieces)
                 yield _sse({**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
                 for piece in guarded:
@@ -220,11 +231,19 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
                     "medtune": {"triage": result.triage, "fired": result.fired},
                 })
                 yield "data: [DONE]\n\n"
+                state["done"] = True
             finally:
-                if decision.reply is None:
-                    slots.leave()
+                release()
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        body = events()
+
+        def after_response() -> None:
+            """Starlette runs this once the response ends, also when the client went away mid-stream
+            (or before the first chunk, when ``events`` never started and its ``finally`` cannot run)."""
+            body.close()
+            release()
+
+        return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}, background=BackgroundTask(after_response))
 
     return app
 

@@ -1,0 +1,67 @@
+"""Streaming generation on the built-in model: a closed stream stops its generation; errors reach the reader."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+PROMPT = [{"role": "user", "content": "List thirty healthy foods, one per line, with a short note on each."}]
+
+
+@pytest.fixture(scope="module")
+def generator(base_model_dir):
+    from medtune.generate import load_generator
+
+    gen, cfg = load_generator(str(base_model_dir), quantization="none")
+    return gen, cfg.generation
+
+
+def generating_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "medtune-generate" and t.is_alive()]
+
+
+def count_forwards(model):
+    calls = []
+    return calls, model.register_forward_hook(lambda *_: calls.append(1))
+
+
+def test_closing_a_stream_stops_its_generation(generator):
+    gen, cfg = generator
+    calls, hook = count_forwards(gen.model)
+    try:
+        whole = "".join(gen.stream(PROMPT, cfg, max_new_tokens=48, temperature=0.0))
+        full = len(calls)
+        assert full >= 40 and whole, "the reference answer must be long for the check to mean anything"
+        calls.clear()
+        before = set(threading.enumerate())
+        stream = gen.stream(PROMPT, cfg, max_new_tokens=48, temperature=0.0)
+        first = next(stream)
+        stream.close()  # the reader goes away after one piece
+        still_running = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+        for t in still_running:  # (only if the stream did not stop it) let it finish before counting
+            t.join(timeout=300)
+        forwards = len(calls)
+    finally:
+        hook.remove()
+    assert whole.startswith(first)
+    assert not still_running, "close() returned while the generation thread was still running"
+    assert forwards < full / 2, f"{forwards} forward passes for a stream closed after one piece, {full} for the whole answer"
+
+
+def test_an_error_inside_generate_is_raised_to_the_reader(generator):
+    gen, cfg = generator
+    out: list = []
+
+    def read():
+        try:
+            out.append("".join(gen.stream(PROMPT, cfg, max_new_tokens=-1, temperature=0.0)))
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            out.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=120)
+    assert not reader.is_alive(), "the reader hung waiting for text that never came"
+    assert isinstance(out[0], ValueError) and "max_new_tokens" in str(out[0])
+    assert not generating_threads()
