@@ -9,9 +9,10 @@ builder, the prompt written as lm-eval's own Jinja template — "Question: ...",
 "Answer:", continuations " A", " B", ...), runs lm-eval's ``hf`` model on the built-in model's
 converted directory and medtune's scorer on the same items, then prints the agreement of the
 chosen letters item by item and the scoring time of each (models loaded beforehand, same batch
-size), as a ratio. medtune runs twice: as it runs by default (``bf16_checked``: bf16 autocast where
-the CPU has native bf16, close calls re-scored in float32) and in float32 only, like for like with
-lm-eval's float32. lm-eval runs last, so any one-time warm-up of the process favours it.
+size, same device: ``--device``, cuda when there is one), as a ratio. medtune runs twice: as it
+runs by default (``bf16_checked``: bf16 autocast where the device has fast bf16, close calls
+re-scored in float32) and in float32 only, like for like with lm-eval's float32. lm-eval runs
+last, so any one-time warm-up of the process favours it.
 ``--precision-check`` also scores every item in plain bf16 and prints the largest shift of a
 letter-vs-letter margin against float32 (the evidence behind ``eval.mcq_recheck_margin``) and that
 pass's time: no scheme built on bf16 forwards of these prompts is faster on this machine, answers
@@ -61,13 +62,13 @@ def write_task(items, folder: Path) -> None:
     (folder / "medtune_mcq_check.yaml").write_text(TASK.format(data=folder / "items.jsonl", template=json.dumps(TEMPLATE)))
 
 
-def lmeval_choices(items, model_dir: str, batch_size: int) -> tuple[list[str], float]:
+def lmeval_choices(items, model_dir: str, batch_size: int, device: str) -> tuple[list[str], float]:
     """lm-eval's chosen letter per item (argmax of its per-choice log-likelihoods) and the scoring seconds."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    lm = HFLM(pretrained=model_dir, dtype="float32", device="cpu", batch_size=batch_size)
+    lm = HFLM(pretrained=model_dir, dtype="float32", device=device, batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         write_task(items, Path(tmp))
         manager = TaskManager(include_path=tmp)
@@ -111,29 +112,32 @@ def kernel_speeds(model, items, tokenizer, batch_size: int) -> None:
     cfg = model.config
     length = round(sum(len(tokenizer(prompt(it))["input_ids"]) for it in items) / len(items))
     heads, kv, dim = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
-    rows = batch_size * length
+    rows, device = batch_size * length, next(model.parameters()).device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def seconds(fn, repeat: int = 20) -> float:
         fn()
+        sync()
         start = time.perf_counter()
         for _ in range(repeat):
             fn()
+        sync()
         return (time.perf_counter() - start) / repeat
 
-    print(f"kernels at batch {batch_size} x {length} tokens (the mean prompt), float32 -> bf16:")
+    print(f"kernels on {device} at batch {batch_size} x {length} tokens (the mean prompt), float32 -> bf16:")
     with torch.inference_mode():
         for name, k, n in [("attention q/o", cfg.hidden_size, cfg.hidden_size), ("attention k/v", cfg.hidden_size, kv * dim),
                            ("mlp up/gate", cfg.hidden_size, cfg.intermediate_size), ("mlp down", cfg.intermediate_size, cfg.hidden_size)]:
             t = {}
             for dtype in (torch.float32, torch.bfloat16):
-                x, w = torch.randn(rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+                x, w = torch.randn(rows, k, dtype=dtype, device=device), torch.randn(n, k, dtype=dtype, device=device)
                 t[dtype] = seconds(lambda: F.linear(x, w))
             print(f"  linear {name:14s} {rows * k * n / t[torch.float32] / 1e9:6.0f} -> {rows * k * n / t[torch.bfloat16] / 1e9:6.0f} "
                   f"GMAC/s ({t[torch.float32] / t[torch.bfloat16]:.2f}x)")
         t = {}
         for dtype in (torch.float32, torch.bfloat16):
-            q = torch.randn(batch_size, heads, length, dim, dtype=dtype)
-            k_, v = torch.randn(batch_size, kv, length, dim, dtype=dtype), torch.randn(batch_size, kv, length, dim, dtype=dtype)
+            q = torch.randn(batch_size, heads, length, dim, dtype=dtype, device=device)
+            k_, v = (torch.randn(batch_size, kv, length, dim, dtype=dtype, device=device) for _ in range(2))
             t[dtype] = seconds(lambda: F.scaled_dot_product_attention(q, k_, v, is_causal=True, enable_gqa=heads != kv), repeat=5)
         print(f"  causal SDPA attention          {t[torch.float32] * 1e3:6.1f} -> {t[torch.bfloat16] * 1e3:6.1f} ms per layer "
               f"({t[torch.float32] / t[torch.bfloat16]:.2f}x)")
@@ -152,15 +156,19 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--device", default=None, help="where both scorers run (default: cuda when there is one, else cpu)")
     ap.add_argument("--precision-check", action="store_true", help="also score in plain bf16: largest margin shift vs float32, and its time")
     ap.add_argument("--kernels", action="store_true", help="also time the model's matmul and attention shapes in float32 and bf16")
     args = ap.parse_args()
     items = load_benchmark(MCQBenchmark(name=args.kind, kind=args.kind, path=args.file, limit=args.limit, only_ids=args.only_ids), seed=0)
     model_dir = str(resolve(args.model).path)
-    model, tokenizer = load_model(model_dir, dtype="float32").eval(), load_tokenizer(model_dir)
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = load_model(model_dir, dtype="float32").to(device).eval(), load_tokenizer(model_dir)
     fast, t_fast = medtune_rows(model, tokenizer, items, args.batch_size, "bf16_checked")
     exact, t_exact = medtune_rows(model, tokenizer, items, args.batch_size, "model")
-    theirs, t_theirs = lmeval_choices(items, model_dir, args.batch_size)
+    theirs, t_theirs = lmeval_choices(items, model_dir, args.batch_size, device)
     same_fast = same_exact = 0
     for it, a, b, c in zip(items, fast, exact, theirs):
         same_fast += a["choice"] == c
@@ -174,7 +182,7 @@ def main() -> None:
     print(f"agreement with lm-eval: medtune (default, bf16_checked) {same_fast}/{n} items identical; medtune float32 {same_exact}/{n}")
     mode = "bf16 autocast + float32 re-check" if bf16_autocast_helps(model) else "float32 (no fast bf16 on this machine)"
     print(f"medtune default scoring here: {mode}; {rechecked}/{n} items re-checked in float32 (margin < {RECHECK_MARGIN})")
-    print(f"scoring time (batch size {args.batch_size}, {n} items): medtune default {t_fast:.1f}s, medtune float32 {t_exact:.1f}s, "
+    print(f"scoring time on {device} (batch size {args.batch_size}, {n} items): medtune default {t_fast:.1f}s, medtune float32 {t_exact:.1f}s, "
           f"lm-eval float32 {t_theirs:.1f}s -> medtune default {t_theirs / t_fast:.2f}x faster than lm-eval, "
           f"float32 like for like {t_theirs / t_exact:.2f}x")
     if args.precision_check:
