@@ -83,11 +83,12 @@ def lmeval_choices(items, model_dir: str, batch_size: int, device: str) -> tuple
     return choices, seconds
 
 
-def medtune_rows(model, tokenizer, items, batch_size: int, precision: str) -> tuple[list[dict], float]:
+def medtune_rows(model, tokenizer, items, batch_size: int, precision: str, **options) -> tuple[list[dict], float]:
+    """medtune's rows (``score_loglik`` with ``options``, e.g. ``recheck_margin``) and the scoring seconds."""
     from medtune.evaluate.mcq import score_loglik
 
     start = time.time()
-    rows = score_loglik(model, tokenizer, items, batch_size, precision=precision)
+    rows = score_loglik(model, tokenizer, items, batch_size, precision=precision, **options)
     return rows, time.time() - start
 
 
@@ -145,7 +146,7 @@ def kernel_speeds(model, items, tokenizer, batch_size: int) -> None:
 
 def main() -> None:
     from medtune.config import MCQBenchmark
-    from medtune.evaluate.mcq import RECHECK_MARGIN, bf16_autocast_helps, load_benchmark, score_loglik, top_margin
+    from medtune.evaluate.mcq import RECHECK_MARGIN, bf16_autocast_helps, load_benchmark, top_margin
     from medtune.models import load_model, load_tokenizer, resolve
 
     data = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -186,9 +187,7 @@ def main() -> None:
           f"lm-eval float32 {t_theirs:.1f}s -> medtune default {t_theirs / t_fast:.2f}x faster than lm-eval, "
           f"float32 like for like {t_theirs / t_exact:.2f}x")
     if args.precision_check:
-        start = time.time()
-        plain = score_loglik(model, tokenizer, items, args.batch_size, recheck_margin=0.0)  # bf16 where fast, nothing re-checked
-        t_plain = time.time() - start
+        plain, t_plain = medtune_rows(model, tokenizer, items, args.batch_size, "bf16_checked", recheck_margin=0.0)  # nothing re-checked
         flips = sum(x["choice"] != y["choice"] for x, y in zip(exact, plain))
         print(f"plain bf16 vs float32: largest letter-margin shift {margin_shift(exact, plain):.3f} nats; {flips}/{n} choices differ "
               f"(re-check margin {RECHECK_MARGIN}); plain bf16 took {t_plain:.1f}s = {t_theirs / t_plain:.2f}x faster than lm-eval")
