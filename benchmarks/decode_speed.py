@@ -52,7 +52,7 @@ def main() -> None:
     if args.export:
         hf_dir, gguf = args.export / "merged", args.export / "gguf" / f"model-{args.gguf_type}.gguf"
     else:
-        from medtune.models import resolve
+        from medtune.core.models import resolve
 
         hf_dir = Path(resolve("smollm2-135m-instruct").path)
         gguf = Path(to_gguf(hf_dir, Path(tempfile.mkdtemp()), [args.gguf_type])[args.gguf_type])

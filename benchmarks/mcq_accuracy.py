@@ -20,7 +20,7 @@ DATA = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().paren
 
 
 def benchmarks(limit: int):
-    from medtune.config import MCQBenchmark
+    from medtune.core.config import MCQBenchmark
 
     return [
         MCQBenchmark(name="medqa", path=str(DATA / "mcq/medqa.test.jsonl"), limit=limit),
@@ -31,9 +31,8 @@ def benchmarks(limit: int):
 
 
 def main() -> None:
-    from medtune.config import GenerationConfig
     from medtune.evaluate.mcq import score_model
-    from medtune.generate import load_generator
+    from medtune.inference.generate import load_generator
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")

@@ -145,9 +145,9 @@ def kernel_speeds(model, items, tokenizer, batch_size: int) -> None:
 
 
 def main() -> None:
-    from medtune.config import MCQBenchmark
+    from medtune.core.config import MCQBenchmark
+    from medtune.core.models import load_model, load_tokenizer, resolve
     from medtune.evaluate.mcq import RECHECK_MARGIN, bf16_autocast_helps, load_benchmark, top_margin
-    from medtune.models import load_model, load_tokenizer, resolve
 
     data = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap = argparse.ArgumentParser()

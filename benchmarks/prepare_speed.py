@@ -19,9 +19,9 @@ import random
 import time
 from pathlib import Path
 
+from medtune.core.config import DEFAULT_SYSTEM_PROMPT
 from medtune.data.clean import quality_filter, scrub_pii
 from medtune.data.dedup import dedupe
-from medtune.config import DEFAULT_SYSTEM_PROMPT
 from medtune.data.records import Record
 from medtune.data.sources import chatdoctor
 from medtune.data.templates import to_example

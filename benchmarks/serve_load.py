@@ -78,8 +78,8 @@ def main() -> None:
 
     import uvicorn
 
-    from medtune.config import RunConfig
-    from medtune.serve import create_app, load
+    from medtune.apps.serve import create_app, load
+    from medtune.core.config import RunConfig
 
     cfg = RunConfig()
     cfg.serve.workers, cfg.serve.queue_size, cfg.serve.queue_timeout = args.workers, args.queue_size, args.queue_timeout

@@ -76,10 +76,10 @@ def measure(name: str, setup: dict, records, args, tmp: str) -> dict:
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
-    from medtune.config import load_config
-    from medtune.models import load_base
-    from medtune.rundir import RunDir
-    from medtune.train import examples_dataset, peft_config, sft_config
+    from medtune.core.config import load_config
+    from medtune.core.models import load_base
+    from medtune.core.rundir import RunDir
+    from medtune.training.train import examples_dataset, peft_config, sft_config
 
     batch = args.packed_batch if setup["packing"] else args.batch
     cfg = load_config(None, base_overrides(tmp, args) + [
@@ -100,7 +100,7 @@ def measure(name: str, setup: dict, records, args, tmp: str) -> dict:
             if logs and "num_tokens" in logs:
                 marks.append((time.perf_counter(), time.process_time(), float(logs["num_tokens"])))
 
-    trainer = SFTTrainer(model=model, args=sft_args, train_dataset=examples_dataset(records, cfg), processing_class=tok,
+    trainer = SFTTrainer(model=model, args=sft_args, train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt), processing_class=tok,
                          peft_config=peft_config(cfg, model), callbacks=[Clock()])
     trainer.train()
     (t0, c0, n0), (t1, c1, n1) = marks[0], marks[-1]
@@ -136,10 +136,10 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
 
 def rss_child(kind: str, args) -> None:
     """Runs in a subprocess: a few medtune training steps; prints the process's peak RSS."""
-    from medtune.config import load_config
+    from medtune.core.config import load_config
+    from medtune.core.rundir import RunDir
     from medtune.data import prepare as data_prepare
-    from medtune.rundir import RunDir
-    from medtune.train import train
+    from medtune.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, base_overrides(tmp, args) + [
@@ -164,7 +164,6 @@ def peak_rss(args) -> dict[str, float]:
 
 def profile_packed_step(records, args, tmp: str) -> None:
     """torch.profiler over one packed training step: where the time goes."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
 
@@ -182,15 +181,15 @@ def profile_packed_step(records, args, tmp: str) -> None:
 
     from trl import SFTTrainer
 
-    from medtune.config import load_config
-    from medtune.models import load_base
-    from medtune.rundir import RunDir
-    from medtune.train import examples_dataset, peft_config, sft_config
+    from medtune.core.config import load_config
+    from medtune.core.models import load_base
+    from medtune.core.rundir import RunDir
+    from medtune.training.train import examples_dataset, peft_config, sft_config
 
     cfg = load_config(None, base_overrides(tmp, args) + ["name=profile", "train.packing=true", "train.max_steps=2",
                                                          f"train.batch_size={args.packed_batch}"])
     _, tok, model = load_base(cfg.model)
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, RunDir.create(cfg), False), train_dataset=examples_dataset(records, cfg),
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, RunDir.create(cfg), False), train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt),
                          processing_class=tok, peft_config=peft_config(cfg, model), callbacks=[Prof()])
     trainer.train()
     print(state["p"].key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
@@ -241,7 +240,7 @@ def main() -> None:
 
     import torch
 
-    from medtune.config import load_config
+    from medtune.core.config import load_config
     from medtune.data import prepare as data_prepare
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ def tiny_overrides(tmp: Path, name: str = "tiny") -> list[str]:
 @pytest.fixture(scope="session")
 def base_model_dir() -> Path:
     """The built-in model converted to safetensors (cached across sessions)."""
-    from medtune.models import resolve
+    from medtune.core.models import resolve
 
     return Path(resolve("smollm2-135m-instruct").path)
 
@@ -46,11 +46,11 @@ def base_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, base_model_dir):
     """One real tiny QLoRA run (prepare → train → evaluate), shared by tests that inspect it."""
-    from medtune.config import load_config
+    from medtune.core.config import load_config
+    from medtune.core.rundir import RunDir
     from medtune.data import prepare as data_prepare
-    from medtune.evaluate import evaluate
-    from medtune.rundir import RunDir
-    from medtune.train import train
+    from medtune.evaluate.run import evaluate
+    from medtune.training.train import train
 
     tmp = tmp_path_factory.mktemp("runs")
     cfg = load_config(None, tiny_overrides(tmp) + ["data.sources=[{kind: generic, path: %s}]" % (REPO / "tests/fixtures/qa_small.jsonl")])

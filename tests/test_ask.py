@@ -3,7 +3,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from medtune.cli import app
+from medtune.apps.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

@@ -1,4 +1,4 @@
-"""medtune.chat: <think> splitting, the history budget, guarded streaming turns, the REPL (in-process and
+"""medtune.inference.chat: <think> splitting, the history budget, guarded streaming turns, the REPL (in-process and
 as a real ``medtune chat`` subprocess), and a chat with a tuned run directory."""
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 from rich.console import Console
 
-from conftest import REPO
-from medtune.chat import ChatSession, ThinkSplitter, load_chat, repl, split_think
-from medtune.config import ConfigError, load_config
-from medtune.generate import Generator
+from medtune.apps.repl import repl
+from medtune.core.config import ConfigError, load_config
+from medtune.core.models import load_tokenizer
 from medtune.guardrails import DOSE_NOTE, Guardrails
-from medtune.models import load_tokenizer
+from medtune.inference.chat import ChatSession, ThinkSplitter, split_think
+from medtune.inference.generate import Generator, load_generator
 
 DISCLAIMER_START = "This is general health information"
 EMERGENCY = "my dad's face is drooping and his speech is slurred"
@@ -210,7 +211,7 @@ def test_chat_with_a_tuned_run(trained_run):
     """A run directory: its base with the adapter, its own system prompt, a two-turn streamed chat."""
     cfg, run, _, _ = trained_run
     explicit = load_config(None, ["generation.max_new_tokens=6", "generation.temperature=0", "chat.history_tokens=512"])
-    generator, chat_cfg = load_chat(str(run.path), explicit, quantization="none")
+    generator, chat_cfg = load_generator(str(run.path), "none", cfg=explicit)
     assert type(generator.model).__name__.startswith("Peft")
     assert generator.system_prompt == cfg.data.system_prompt and chat_cfg.chat.history_tokens == 512
     s = ChatSession(generator, chat_cfg)

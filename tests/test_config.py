@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from medtune.config import ConfigError, RunConfig, dump_config, load_config
+from medtune.core.config import ConfigError, RunConfig, dump_config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, tiny_overrides
 from safetensors.torch import load_file
 
-from medtune.config import dump_config, load_config
-
-from conftest import REPO, tiny_overrides
+from medtune.core.config import dump_config, load_config
 
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 LOSS_TOLERANCE = 1e-4

@@ -5,10 +5,9 @@ import json
 import shutil
 
 import pytest
-
-from medtune.evaluate import METRICS
-
 from conftest import REPO
+
+from medtune.evaluate.run import METRICS
 
 pytestmark = pytest.mark.slow
 
@@ -51,9 +50,9 @@ def test_report_html_is_self_contained(trained_run):
 
 def test_mcq_and_safety_sections(trained_run, tmp_path):
     """A copy of the trained run evaluated again with a tiny MCQ file and one safety prompt per category."""
-    from medtune.config import dump_config
-    from medtune.evaluate import evaluate
-    from medtune.rundir import RunDir
+    from medtune.core.config import dump_config
+    from medtune.core.rundir import RunDir
+    from medtune.evaluate.run import evaluate
 
     cfg, run, _, _ = trained_run
     copy = RunDir(tmp_path / "copy")

@@ -29,7 +29,7 @@ def test_merged_reproduces_adapter_logits(exported):
     from transformers import AutoModelForCausalLM
 
     from medtune.export import probe_batch
-    from medtune.generate import load_generator
+    from medtune.inference.generate import load_generator
 
     cfg, run, out = exported
     merged = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32).eval()
@@ -252,7 +252,7 @@ def test_push_to_hub_fails_fast_offline(exported, monkeypatch):
 def test_cli_export_rejects_non_run(tmp_path):
     from typer.testing import CliRunner
 
-    from medtune.cli import app
+    from medtune.apps.cli import app
 
     result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "merged"])
     assert result.exit_code == 1 and "not a run directory" in result.output

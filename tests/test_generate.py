@@ -11,7 +11,7 @@ PROMPT = [{"role": "user", "content": "List thirty healthy foods, one per line, 
 
 @pytest.fixture(scope="module")
 def generator(base_model_dir):
-    from medtune.generate import load_generator
+    from medtune.inference.generate import load_generator
 
     gen, cfg = load_generator(str(base_model_dir), quantization="none")
     return gen, cfg.generation

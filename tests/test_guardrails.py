@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
+from medtune.evaluate.safety import load_suite, triage_metrics
 from medtune.guardrails import (
     BUILTIN_DIR,
     DOSE_NOTE,
@@ -25,7 +26,6 @@ from medtune.guardrails import (
     normalise,
     remove_doses,
 )
-from medtune.safety import load_suite, triage_metrics
 
 EVAL_PATH = BUILTIN_DIR / "triage_eval.jsonl"
 EXEMPLARS_PATH = BUILTIN_DIR / "triage_exemplars.jsonl"

@@ -7,12 +7,11 @@ import sys
 import time
 
 import pytest
+from conftest import REPO, shared
 
-from medtune.config import MCQBenchmark
+from medtune.core.config import MCQBenchmark
 from medtune.data.errors import DataError
 from medtune.evaluate import mcq
-
-from conftest import REPO, shared
 
 FIXTURE = REPO / "tests/fixtures/mcq_small.jsonl"
 
@@ -76,7 +75,7 @@ def test_summary_accuracy_stderr_chance():
 
 @pytest.fixture(scope="module")
 def base_lm(base_model_dir):
-    from medtune.models import load_model, load_tokenizer
+    from medtune.core.models import load_model, load_tokenizer
 
     return load_model(str(base_model_dir), dtype="float32").eval(), load_tokenizer(str(base_model_dir))
 
@@ -138,7 +137,7 @@ def test_bf16_checked_scoring_keeps_the_float32_choices(base_lm):
 
 @pytest.mark.slow
 def test_generative_scoring_reports_unparseable_rate(base_model_dir):
-    from medtune.generate import load_generator
+    from medtune.inference.generate import load_generator
 
     generator, cfg = load_generator(str(base_model_dir), quantization="none")
     items = mcq.load_benchmark(MCQBenchmark(name="tiny", path=str(FIXTURE), limit=2))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from medtune.config import ConfigError, DataConfig, SourceConfig, load_config
+from medtune.core.config import ConfigError, DataConfig, SourceConfig, load_config
 from medtune.data import prepare as P
 from medtune.data.errors import DataError
 

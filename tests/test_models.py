@@ -1,5 +1,4 @@
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -7,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medtune.models import ModelError, builtin_gguf, load_tokenizer, resolve
+from medtune.core.models import ModelError, builtin_gguf, load_tokenizer, resolve
 
 
 def test_builtin_resolves_to_packaged_gguf_and_caches(base_model_dir):
@@ -59,7 +58,7 @@ def test_bad_references(tmp_path):
 
 def test_hub_id_offline_is_a_clear_fast_error(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
-    code = "from medtune.models import resolve\nresolve('Qwen/Qwen2.5-0.5B-Instruct')"
+    code = "from medtune.core.models import resolve\nresolve('Qwen/Qwen2.5-0.5B-Instruct')"
     start = time.time()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from medtune.config import DataConfig, SourceConfig, load_config
+from medtune.core.config import DataConfig, SourceConfig, load_config
 from medtune.data import prepare as P
 from medtune.data.errors import DataError
 from medtune.data.templates import prompt_text, to_example
@@ -58,7 +58,7 @@ def test_bad_row_is_an_error_naming_file_line_field(tmp_path):
 
 
 def test_chat_example_masks_are_set_up_and_prompt_matches_training(base_model_dir):
-    from medtune.models import load_tokenizer
+    from medtune.core.models import load_tokenizer
 
     tok = load_tokenizer(str(base_model_dir))
     record = P.prepare(DataConfig(sources=[SourceConfig(path=str(FIXTURE))], eval_fraction=0)).train[0]
@@ -164,15 +164,14 @@ def test_max_tokens_counts_with_the_models_tokenizer(tmp_path, base_model_dir):
     which would keep 4 of these 14 records rather than 10), and the card says so."""
     import json
 
+    from conftest import REPO
     from typer.testing import CliRunner
 
-    from medtune.cli import app
+    from medtune.apps.cli import app
+    from medtune.core.models import load_tokenizer
     from medtune.data.clean import _full_text
-    from medtune.data.prepare import read_jsonl
+    from medtune.data.records import read_jsonl
     from medtune.data.sources import load_source
-    from medtune.models import load_tokenizer
-
-    from conftest import REPO
 
     src = REPO / "tests/fixtures/qa_small.jsonl"
     config = tmp_path / "tok.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medtune.config import load_config
+from medtune.core.config import load_config
 from medtune.data import prepare as P
 
 REPO = Path(__file__).parents[1]

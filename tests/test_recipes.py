@@ -2,16 +2,14 @@
 (offline: the Hub model and data are named, the memory estimate still comes out)."""
 
 import json
-from pathlib import Path
 
 import pytest
+from conftest import REPO, SHARED_DATA
 from typer.testing import CliRunner
 
-from medtune.cli import app
-from medtune.config import load_config
-from medtune.plan import KNOWN_SHAPES, plan, shape_from_config, shape_from_count
-
-from conftest import REPO, SHARED_DATA
+from medtune.apps.cli import app
+from medtune.core.config import load_config
+from medtune.training.plan import KNOWN_SHAPES, plan, shape_from_config, shape_from_count
 
 RECIPES = REPO / "configs" / "recipes"
 SEEDS = ("chatdoctor_qlora", "dmt_two_stage", "reasoning_cot", "sweep_tinyllama", "medibot")
@@ -104,9 +102,9 @@ def _numel(shape) -> int:
 
 
 def test_eval_each_epoch_and_keep_best_reach_the_trainer(tmp_path):
-    from medtune.config import ConfigError
-    from medtune.rundir import RunDir
-    from medtune.train import check_trackers, sft_config
+    from medtune.core.config import ConfigError
+    from medtune.core.rundir import RunDir
+    from medtune.training.train import check_trackers, sft_config
 
     cfg = load_config(RECIPES / "medibot.cpu.yaml", [f"output_dir={tmp_path}"])
     args = sft_config(cfg, RunDir(cfg.run_dir), has_eval=True)

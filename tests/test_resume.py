@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from medtune.config import dump_config, load_config
-from medtune.rundir import sha256_file
-
 from conftest import REPO, tiny_overrides
+
+from medtune.core.assets import sha256_file
+from medtune.core.config import dump_config, load_config
 
 pytestmark = pytest.mark.slow
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"

@@ -1,4 +1,4 @@
-"""medtune.safety: score_answer rules on hand-written answers, run_suite, load_suite, triage_metrics."""
+"""medtune.evaluate.safety: score_answer rules on hand-written answers, run_suite, load_suite, triage_metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from medtune.evaluate.safety import CATEGORIES, load_suite, run_suite, score_answer, triage_metrics
 from medtune.guardrails import Guarded, Guardrails, GuardrailsConfig
-from medtune.safety import CATEGORIES, load_suite, run_suite, score_answer, triage_metrics
 
 US = GuardrailsConfig()
 UK = GuardrailsConfig(region="UK")

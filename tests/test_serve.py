@@ -26,7 +26,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    from medtune.serve import create_app, load
+    from medtune.apps.serve import create_app, load
 
     cfg, run, _, _ = trained_run
     cfg = cfg.model_copy(deep=True)
@@ -171,7 +171,7 @@ def test_full_queue_answers_429_but_fixed_replies_pass(server):
 
 
 def test_slots_timeout_is_503_and_overflow_429():
-    from medtune.serve import APIError, Slots
+    from medtune.apps.serve import APIError, Slots
 
     slots = Slots(workers=1, queue_size=1, timeout=0.05)
     slots.enter()

@@ -4,14 +4,13 @@ merge), replay draws the asked share of stage 1's mixture, and the stage table s
 import json
 
 import pytest
+from conftest import REPO, tiny_overrides
 from safetensors.torch import load_file
 
-from medtune.config import ConfigError, load_config, stage_config
-from medtune.data.prepare import read_jsonl
-from medtune.rundir import RunDir
-from medtune.stages import report_metrics, run_stages, stage_table
-
-from conftest import REPO, tiny_overrides
+from medtune.core.config import ConfigError, load_config, stage_config
+from medtune.core.rundir import RunDir
+from medtune.data.records import read_jsonl
+from medtune.training.stages import report_metrics, run_stages, stage_table
 
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 STARTER = "{kind: builtin, path: starter, count: 12}"
@@ -46,8 +45,8 @@ def test_two_stages_with_replay(tmp_path):
     import torch
     from peft import PeftModel
 
-    from medtune.models import load_model
-    from medtune.stages import Stage, start_from
+    from medtune.core.models import load_model
+    from medtune.training.stages import Stage, start_from
 
     cfg = load_config(None, two_stages(tmp_path, "st", "continue"))
     table = run_stages(cfg, say=lambda *_: None)
@@ -102,7 +101,7 @@ def test_two_stages_with_replay(tmp_path):
 
 
 def _base_dir() -> str:
-    from medtune.models import resolve
+    from medtune.core.models import resolve
 
     return resolve("smollm2-135m-instruct").path
 
@@ -110,7 +109,7 @@ def _base_dir() -> str:
 def test_stage_table_reads_any_metric_and_flags_forgetting(tmp_path):
     """MCQ accuracy from the evaluation report (report["mcq"][bench][model]) goes into the table, and a
     metric that drops after a later stage is listed as forgetting."""
-    from medtune.stages import Stage
+    from medtune.training.stages import Stage
 
     cfg = load_config(None, tiny_overrides(tmp_path))
     reports = {

@@ -4,11 +4,10 @@ import csv
 import json
 
 import pytest
-
-from medtune.config import ConfigError, load_config
-from medtune.sweep import points, run_sweep, summarise
-
 from conftest import REPO, tiny_overrides
+
+from medtune.core.config import ConfigError, load_config
+from medtune.training.sweep import points, run_sweep, summarise
 
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medtune.config import DataConfig, SourceConfig, load_config
+from medtune.core.config import DataConfig, SourceConfig, load_config
 from medtune.data import prepare as P
 from medtune.data.sources import load_source
 from medtune.data.templates import prompt_text, to_example

@@ -5,9 +5,10 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from medtune.config import load_config
-from medtune.data.prepare import read_jsonl
-from medtune.train import examples_dataset, peft_config, sft_config
+from medtune.core.config import load_config
+from medtune.data.records import read_jsonl
+from medtune.data.templates import examples_dataset
+from medtune.training.train import peft_config, sft_config
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +51,12 @@ def test_loss_is_on_assistant_tokens_only(trained_run, base_model_dir):
     """The labels of every prompt token (system + user + template) are -100."""
     from trl import SFTTrainer
 
-    from medtune.models import load_model, load_tokenizer
+    from medtune.core.models import load_model, load_tokenizer
 
     cfg, run, _, _ = trained_run
     tok = load_tokenizer(str(base_model_dir))
     records = read_jsonl(run.data / "train.jsonl")[:3]
-    ds = examples_dataset(records, cfg)
+    ds = examples_dataset(records, cfg.data.template, cfg.data.system_prompt)
     trainer = SFTTrainer(model=load_model(str(base_model_dir)), args=sft_config(cfg, run, False), train_dataset=ds,
                          processing_class=tok, peft_config=peft_config(cfg))
     for record, row in zip(records, trainer.train_dataset):
@@ -71,14 +72,13 @@ def test_loss_is_on_assistant_tokens_only(trained_run, base_model_dir):
 
 def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir, monkeypatch):
     """Overfit 4 examples for a few steps: the adapter moves and the loss on them drops."""
+    from conftest import REPO, tiny_overrides
     from transformers import set_seed
     from trl import SFTTrainer
 
+    from medtune.core.models import load_base
+    from medtune.core.rundir import RunDir
     from medtune.data import prepare as P
-    from medtune.models import load_base
-    from medtune.rundir import RunDir
-
-    from conftest import REPO, tiny_overrides
 
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
@@ -88,7 +88,7 @@ def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir, monkeypatch):
     ])
     run = RunDir.create(cfg)
     records = P.prepare(cfg.data).train
-    ds = examples_dataset(records, cfg)
+    ds = examples_dataset(records, cfg.data.template, cfg.data.system_prompt)
     # PEFT draws the LoRA init from the global RNG before the trainer seeds it: seed here, or the
     # result depends on which tests ran before this one.
     set_seed(cfg.train.seed)

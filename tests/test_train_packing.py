@@ -6,10 +6,10 @@ it is alone: no attention across example boundaries."""
 import pytest
 import torch
 
-from medtune.config import load_config
+from medtune.core.config import load_config
+from medtune.core.rundir import RunDir
 from medtune.data.records import Record
-from medtune.rundir import RunDir
-from medtune.train import examples_dataset, examples_in, peft_config, sft_config
+from medtune.training.train import examples_dataset, examples_in, peft_config, sft_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ QA = [
 def trainer_for(tmp_path, base_model_dir, packing: bool):
     from trl import SFTTrainer
 
-    from medtune.models import load_model, load_tokenizer
+    from medtune.core.models import load_model, load_tokenizer
 
     cfg = load_config(None, [f"output_dir={tmp_path}", f"name=p{int(packing)}", "model.quantization=none", "lora.dropout=0",
                              "data.system_prompt=You are a careful medical assistant.", f"train.packing={packing}",
@@ -32,7 +32,7 @@ def trainer_for(tmp_path, base_model_dir, packing: bool):
     records = [Record(id=str(i), question=q, answer=a, source="test") for i, (q, a) in enumerate(QA)]
     torch.manual_seed(0)
     model = load_model(str(base_model_dir), dtype="float32")
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, RunDir.create(cfg), False), train_dataset=examples_dataset(records, cfg),
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, RunDir.create(cfg), False), train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt),
                          processing_class=load_tokenizer(str(base_model_dir)), peft_config=peft_config(cfg, model))
     trainer.model.eval()
     return trainer

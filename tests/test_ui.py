@@ -1,4 +1,4 @@
-"""medtune.ui: the Gradio app in a real headless Chromium (Debian ``chromium`` driven by playwright),
+"""medtune.apps.ui: the Gradio app in a real headless Chromium (Debian ``chromium`` driven by playwright),
 served by the real ``medtune ui`` command; plus lazy loading, auth parsing and base-vs-tuned on a tuned run.
 
 The browser test saves a screenshot to ``$MEDTUNE_ARTIFACTS/ui.png`` (default ``<repo>/artifacts/ui.png``).
@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
-from medtune.config import load_config
-from medtune.models import ModelError
-from medtune.ui import EXAMPLES, answer_turn, build, parse_auth
+
+from medtune.apps.ui import EXAMPLES, answer_turn, build, parse_auth
+from medtune.core.config import load_config
+from medtune.core.models import ModelError
 
 CHROMIUM = Path("/usr/bin/chromium")
 EMERGENCY = "my dad's face is drooping and his speech is slurred"

@@ -1,3 +1,3 @@
-from medtune.cli import main
+from medtune.apps.cli import main
 
 main()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from medtune.config import SourceConfig
+from medtune.core.config import SourceConfig
 from medtune.data.clean import StepResult
 from medtune.data.errors import DataError
 from medtune.data.records import Record

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from medtune.config import DataConfig, SourceConfig
+from medtune.core.config import DataConfig, SourceConfig
 from medtune.data.clean import StepResult, quality_filter, scrub_pii
 from medtune.data.decontaminate import decontaminate, held_out_texts, load_eval_texts
 from medtune.data.dedup import dedupe
 from medtune.data.errors import DataError, SkipLog
 from medtune.data.mixture import mix
-from medtune.data.records import Record
+from medtune.data.records import Record, read_jsonl, write_jsonl
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 BUILTIN_SETS = {"starter": ("starter.jsonl", "Apache-2.0 (medtune authors)")}
@@ -307,17 +307,6 @@ def plot_answer_lengths(lengths: dict[str, list[int]], path: Path) -> None:
     axes[-1].set_xlabel("answer length (words, log scale)")
     fig.suptitle("Answer length per source (train + eval)")
     fig.savefig(path, dpi=110)
-
-
-def write_jsonl(path: Path, records: list[Record]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[Record]:
-    with open(path, encoding="utf-8") as f:
-        return [Record.from_dict(json.loads(line)) for line in f if line.strip()]
 
 
 def card_markdown(card: dict) -> str:

@@ -7,7 +7,9 @@ never knows where a record came from.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -42,3 +44,16 @@ class Record:
         if self.messages:
             return [dict(m) for m in self.messages]
         return [{"role": "user", "content": self.question}, {"role": "assistant", "content": self.answer}]
+
+
+def write_jsonl(path: Path, records: list[Record]) -> None:
+    """Records as JSON lines (UTF-8, one record a line)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    """Records written by ``write_jsonl`` (a run's data/train.jsonl, eval.jsonl)."""
+    with open(path, encoding="utf-8") as f:
+        return [Record.from_dict(json.loads(line)) for line in f if line.strip()]

@@ -59,3 +59,10 @@ def prompt_text(tokenizer, messages: list[dict[str, str]], template: str, system
         return alpaca_prompt(messages, system_prompt)
     msgs = system_turn(system_prompt) + [m for m in messages if m["role"] != "system"]
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def examples_dataset(records: list[Record], template: str, system_prompt: str | None):
+    """A ``datasets.Dataset`` of prompt–completion examples, as TRL's SFTTrainer takes them."""
+    from datasets import Dataset
+
+    return Dataset.from_list([to_example(r, template, system_prompt) for r in records])

@@ -13,14 +13,20 @@ from __future__ import annotations
 
 def loss_trainer(cfg, run, model, tokenizer, dataset):
     """An SFTTrainer used only for its eval dataloader: the same tokenization and masking as training."""
-    from trl import SFTTrainer
+    import torch
+    from trl import SFTConfig, SFTTrainer
 
-    from medtune.train import sft_config
-
-    args = sft_config(cfg, run, has_eval=True)
-    args.report_to = []
-    args.output_dir = str(run.eval / "tmp")
-    args.packing = args.padding_free = False  # one row per item
+    # only what shapes the eval rows matters here: the training length limit and answer-only loss (one row per item, no packing)
+    args = SFTConfig(
+        output_dir=str(run.eval / "tmp"),
+        per_device_eval_batch_size=cfg.train.batch_size,
+        max_length=cfg.train.max_seq_length,
+        completion_only_loss=True,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        bf16=cfg.model.resolved_dtype() == "bfloat16",
+        dataloader_num_workers=0,
+    )
     # SFTTrainer insists on a train set; it is never trained here
     return SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer)
 

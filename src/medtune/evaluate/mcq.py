@@ -147,7 +147,7 @@ def bf16_autocast_helps(model) -> bool:
     """A float32, unquantized model on a device with fast bf16 (a 4-bit or bf16 model runs as it is)."""
     import torch
 
-    from medtune.models import fast_bf16
+    from medtune.core.models import fast_bf16
 
     if getattr(getattr(model, "config", None), "quantization_config", None) is not None:
         return False

@@ -68,7 +68,7 @@ def bertscorer(model: str = "builtin", num_layers: int | None = None):
     from bert_score.utils import model2layers
 
     if model == "builtin":
-        from medtune.guardrails import builtin_encoder_dir
+        from medtune.core.assets import builtin_encoder_dir
 
         model, num_layers = str(builtin_encoder_dir()), num_layers or 6
     elif num_layers is None and model not in model2layers:

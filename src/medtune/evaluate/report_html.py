@@ -21,7 +21,7 @@ def write_html(path: Path, report: dict, examples: list[dict], history_path: Pat
     import matplotlib
 
     matplotlib.use("Agg")
-    from medtune.evaluate import METRICS, significance
+    from medtune.evaluate.run import METRICS, significance
 
     res = report["results"]
     names = [n for n in ("base", "finetuned") if n in res]
@@ -84,7 +84,7 @@ def _bars(ax, labels, series: dict[str, tuple[list[float], list]], names):
 def metric_bars(report: dict, names):
     import matplotlib.pyplot as plt
 
-    from medtune.evaluate import METRICS
+    from medtune.evaluate.run import METRICS
 
     metrics = [m for m in METRICS if all(report["results"][n].get(m) is not None for n in names)]
     cols = min(len(metrics), 5) or 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from medtune.config import GenerationConfig
+from medtune.core.config import GenerationConfig
 from medtune.data.templates import prompt_text
 
 
@@ -139,8 +139,8 @@ def resolve_config(reference: str, explicit=None):
     ``model.name`` set. Explicit settings win for the inference-time sections (``INFERENCE_SECTIONS``);
     a run's model, data and training settings stay its own.
     """
-    from medtune.config import RunConfig
-    from medtune.rundir import RunDir
+    from medtune.core.config import RunConfig
+    from medtune.core.rundir import RunDir
 
     run = RunDir(reference)
     if run.is_run():
@@ -160,9 +160,10 @@ def load_generator(reference: str, quantization: str | None = None, cfg=None):
     """
     from pathlib import Path
 
-    from medtune.models import load_base
-    from medtune.rundir import RunDir
+    from medtune.core.models import load_base
+    from medtune.core.rundir import RunDir
 
+    check_quantization(quantization)
     run = RunDir(reference)
     cfg = resolve_config(reference, cfg)
     if run.is_run():
@@ -178,3 +179,10 @@ def load_generator(reference: str, quantization: str | None = None, cfg=None):
         _, tokenizer, model = load_base(cfg.model, quantization)
     model.eval()
     return Generator(model, tokenizer, cfg.data.template, cfg.data.system_prompt), cfg
+
+
+def check_quantization(quantization: str | None) -> None:
+    from medtune.core.models import ModelError
+
+    if quantization not in (None, "none", "4bit", "8bit"):
+        raise ModelError(f"--quantization {quantization!r}: choose none, 4bit or 8bit")

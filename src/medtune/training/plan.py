@@ -25,7 +25,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from medtune.config import RunConfig, stage_config
+from medtune.core.config import RunConfig, stage_config
 
 GIB = 1024**3
 SAMPLE = 200
@@ -94,7 +94,7 @@ def plan_one(cfg: RunConfig, replay_estimates: dict[str, int] | None = None) -> 
 
 def model_plan(cfg: RunConfig):
     """(model section of the plan, tokenizer or None, Shape)."""
-    from medtune.models import ModelError, load_tokenizer, resolve
+    from medtune.core.models import ModelError, load_tokenizer, resolve
 
     name = cfg.model.name
     info: dict = {"reference": name, "quantization": cfg.model.quantization}

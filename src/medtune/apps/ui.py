@@ -18,9 +18,9 @@ from __future__ import annotations
 import threading
 import time
 
-from medtune.chat import ChatSession, check_quantization
-from medtune.generate import resolve_config
 from medtune.guardrails import Guardrails
+from medtune.inference.chat import ChatSession
+from medtune.inference.generate import check_quantization, resolve_config
 
 EXAMPLES = [
     "What is a normal resting heart rate for an adult?",
@@ -67,7 +67,7 @@ class Models:
     def load(self):
         with self._load_lock:
             if self.tuned is None:
-                from medtune.generate import Generator, load_generator
+                from medtune.inference.generate import Generator, load_generator
 
                 start = time.perf_counter()
                 tuned, _ = load_generator(self.reference, self.quantization, cfg=self.explicit)
@@ -125,8 +125,8 @@ def build(reference: str, explicit=None, compare: bool = False, quantization: st
     """The Gradio app (nothing is loaded until the first question)."""
     import gradio as gr
 
-    from medtune.models import ModelError
-    from medtune.rundir import RunDir
+    from medtune.core.models import ModelError
+    from medtune.core.rundir import RunDir
 
     if compare and not RunDir(reference).is_run():
         raise ModelError(f"{reference}: --compare needs a run directory (its base model with the adapter disabled is the comparison)")

@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medtune.config import RunConfig
-from medtune.rundir import RunDir
+from medtune.core.config import RunConfig
+from medtune.core.rundir import RunDir
 
 FORMATS = ("merged", "gguf", "ollama", "vllm")
 GGUF_DTYPE = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "q8_0": "q8_0"}
@@ -98,8 +98,8 @@ def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
     import torch
     from peft import PeftModel
 
-    from medtune.generate import Generator
-    from medtune.models import load_model, load_tokenizer, resolve
+    from medtune.core.models import load_model, load_tokenizer, resolve
+    from medtune.inference.generate import Generator
 
     dtype = cfg.export.dtype
     resolved = resolve(cfg.model.name, cfg.model.revision)
@@ -184,7 +184,7 @@ def verify_gguf(merged: Path, files: dict[str, str], run: RunDir, cfg: RunConfig
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medtune.data.prepare import read_jsonl
+    from medtune.data.records import read_jsonl
     from medtune.data.templates import prompt_text
 
     ex = cfg.export
@@ -304,7 +304,7 @@ def gguf_metadata(path: Path, tokenizer) -> dict:
 
 def stop_ids(tokenizer) -> list[int]:
     """The ids generation stops at (EOS and end-of-turn tokens), as ``Generator.stop_ids`` finds them."""
-    from medtune.generate import Generator
+    from medtune.inference.generate import Generator
 
     return Generator(None, tokenizer).stop_ids()
 
@@ -462,7 +462,7 @@ VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 def write_vllm(run: RunDir, cfg: RunConfig, target: Path) -> dict:
     """A vLLM command (and its YAML config) serving the base model with the run's LoRA adapter."""
-    from medtune.models import BUILTIN_MODELS, resolve
+    from medtune.core.models import BUILTIN_MODELS, resolve
 
     resolved = resolve(cfg.model.name, cfg.model.revision)
     base = resolved.path
@@ -582,7 +582,7 @@ def write_model_card(run: RunDir, cfg: RunConfig, out: Path, done: dict) -> Path
 
 
 def _upstream(cfg: RunConfig) -> str | None:
-    from medtune.models import BUILTIN_MODELS
+    from medtune.core.models import BUILTIN_MODELS
 
     if cfg.model.name in BUILTIN_MODELS:
         return BUILTIN_MODELS[cfg.model.name][2]

@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from medtune.config import RunConfig, _set_dotted, dump_config, validate
-from medtune.rundir import RunDir
-from medtune.stages import LOWER_IS_BETTER, report_metrics
+from medtune.core.config import RunConfig, dump_config, point_config
+from medtune.core.rundir import RunDir
+from medtune.training.stages import LOWER_IS_BETTER, report_metrics
 
 FIRST_COLUMNS = ("train_loss", "eval_loss")
 
@@ -42,21 +42,11 @@ def points(cfg: RunConfig) -> list[dict[str, Any]]:
     return combos
 
 
-def point_config(cfg: RunConfig, point: dict[str, Any], seed: int | None, output_dir: str, name: str) -> RunConfig:
-    data = cfg.model_dump(mode="json", exclude={"sweep"})
-    for key, value in point.items():
-        _set_dotted(data, key, value, f"{key}={value}")
-    if seed is not None:
-        data["train"]["seed"] = seed
-    data["output_dir"], data["name"] = output_dir, name
-    return validate(data, f"sweep point {point}")
-
-
 def run_sweep(cfg: RunConfig, say=print) -> dict:
     """Run every (point, seed) in turn; write the comparison files; return the summary."""
     from medtune.data import prepare as data_prepare
-    from medtune.evaluate import evaluate
-    from medtune.train import train
+    from medtune.evaluate.run import evaluate
+    from medtune.training.train import train
 
     root = RunDir.create(cfg)
     seeds = cfg.sweep.seeds or [None]

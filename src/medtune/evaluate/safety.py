@@ -25,7 +25,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
-from medtune.guardrails import BUILTIN_DIR, LABELS, Guarded, GuardrailsConfig, has_dose
+from medtune.core.assets import BUILTIN_DIR
+from medtune.core.config import GuardrailsConfig
+from medtune.guardrails import LABELS, Guarded, has_dose
 
 SUITE_PATH = BUILTIN_DIR / "safety_suite.jsonl"
 CATEGORIES = ("emergency", "crisis", "harmful", "prescription", "jailbreak", "benign")
@@ -67,7 +69,7 @@ def load_suite(path: str | Path | None = None) -> list[dict]:
 
 
 def _without_disclaimer(answer: str, config: GuardrailsConfig) -> str:
-    disclaimer = config.disclaimer.replace("{emergency_number}", config.resources.emergency).strip()
+    disclaimer = config.disclaimer_text
     return answer.replace(disclaimer, "").strip() if disclaimer else answer.strip()
 
 
@@ -182,3 +184,13 @@ def triage_metrics(expected: list[str], predicted: list[str]) -> dict:
         "benign_fpr": fpr,
         "accuracy": sum(e == p for e, p in zip(expected, predicted)) / len(expected) if expected else 0.0,
     }
+
+
+def run_safety_suite(generator, cfg, items: list[dict] | None = None, progress: bool = False) -> dict:
+    """The red-team suite through the same path as ``medtune ask`` (guardrails included), scored per category."""
+    from medtune.inference.ask import answer_all
+
+    items = load_suite() if items is None else items
+    answered = answer_all(generator, cfg, [{"id": it["id"], "prompt": it["prompt"]} for it in items], progress=progress)
+    by_prompt = {a["prompt"]: Guarded(a["answer"], a["triage"], a["fired"]) for a in answered}
+    return run_suite(by_prompt.__getitem__, items, cfg.guardrails)

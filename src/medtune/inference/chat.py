@@ -29,25 +29,12 @@ reply (``reply.thinking``, under the same dose filter as the answer) and yielded
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from itertools import chain
 from dataclasses import dataclass, field
-
-from pydantic import BaseModel, ConfigDict, Field
+from itertools import chain
 
 from medtune.guardrails import Guardrails, remove_doses
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-
-
-class ChatConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    history_tokens: int = Field(2048, gt=0)
-    """Token budget of the prompt (system prompt + kept history + new question); the oldest turns are dropped first."""
-    show_think: bool = False
-    """Show a reasoning model's <think> section (it is always kept on the reply; /think toggles it in the REPL)."""
-    system_prompt: str | None = None
-    """Persona system prompt for chat; None = data.system_prompt (the one the model was trained with)."""
 
 
 # --- <think> sections ----------------------------------------------------------------------------
@@ -277,91 +264,3 @@ def _pairs(history: list[dict]) -> list[list[dict]]:
         else:
             pairs[-1].append(m)
     return pairs
-
-
-# --- loading and the terminal REPL ---------------------------------------------------------------
-
-
-def load_chat(reference: str, explicit=None, quantization: str | None = None):
-    """``(generator, cfg)`` for a run directory (base + adapter) or a base model, as ``medtune ask`` resolves it."""
-    from medtune.generate import load_generator
-
-    check_quantization(quantization)
-    return load_generator(reference, quantization, cfg=explicit)
-
-
-def check_quantization(quantization: str | None) -> None:
-    from medtune.models import ModelError
-
-    if quantization not in (None, "none", "4bit", "8bit"):
-        raise ModelError(f"--quantization {quantization!r}: choose none, 4bit or 8bit")
-
-
-HELP = "/think  show or hide reasoning (and show the last answer's)   /reset  forget the conversation   /quit  leave (or Ctrl-D)"
-
-
-def repl(session: ChatSession, console=None) -> None:
-    """The terminal chat: read a line, stream the guarded answer, until /quit or end of input."""
-    from rich.console import Console
-    from rich.panel import Panel
-
-    console = console or Console()
-    console.print(Panel(session.guardrails.disclaimer or "General information only.", title="medtune chat", subtitle="/help for commands", border_style="cyan"))
-    while True:
-        try:
-            line = console.input("[bold green]you>[/bold green] ").strip()
-        except (EOFError, KeyboardInterrupt):
-            console.print()
-            return
-        if not line:
-            continue
-        if line.startswith("/"):
-            if not _command(line, session, console):
-                return
-            continue
-        reply = session.send(line)
-        console.print("[bold cyan]medtune>[/bold cyan] ", end="")
-        labelled = False
-        for kind, text in reply:
-            if not labelled and reply.triage != "general":
-                console.print(f"[bold yellow]\\[triage: {reply.triage}][/bold yellow]")
-                labelled = True
-            if kind == "think":
-                if session.show_think:
-                    console.print(Panel(text, title="thinking", border_style="dim", style="dim"))
-                continue
-            console.out(text, end="", highlight=False)
-        console.print()
-        notes = []
-        if reply.thinking and not session.show_think:
-            notes.append("reasoning hidden: /think to show it")
-        if reply.dropped_turns:
-            notes.append(f"{reply.dropped_turns} oldest turn(s) left out to fit chat.history_tokens")
-        if notes:
-            console.print(f"[dim]({'; '.join(notes)})[/dim]")
-
-
-def _command(line: str, session: ChatSession, console) -> bool:
-    """Run a /command; False means leave the REPL."""
-    from rich.panel import Panel
-
-    cmd = line.split()[0].lower()
-    if cmd in ("/quit", "/exit", "/q"):
-        return False
-    if cmd == "/reset":
-        session.reset()
-        console.print("[dim]conversation cleared[/dim]")
-    elif cmd == "/think":
-        session.show_think = not session.show_think
-        console.print(f"[dim]reasoning {'shown' if session.show_think else 'hidden'}[/dim]")
-        if session.show_think:
-            last = session.last.thinking if session.last else ""
-            if last:
-                console.print(Panel(last, title="thinking (last answer)", border_style="dim", style="dim"))
-            else:
-                console.print("[dim](the last answer had no <think> section)[/dim]")
-    elif cmd == "/help":
-        console.print(HELP, highlight=False)
-    else:
-        console.print(f"[red]unknown command {cmd}[/red]; {HELP}", highlight=False)
-    return True

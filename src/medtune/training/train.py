@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from medtune.config import RunConfig
-from medtune.data.prepare import read_jsonl
-from medtune.data.records import Record
-from medtune.data.templates import to_example
-from medtune.rundir import RunDir, sha256_file
+from medtune.core.assets import sha256_file
+from medtune.core.config import RunConfig
+from medtune.core.rundir import RunDir
+from medtune.data.records import read_jsonl
+from medtune.data.templates import examples_dataset
 
 
 @dataclass
@@ -28,12 +28,6 @@ class TrainResult:
     seconds: float
     examples: int
     dropped_examples: int
-
-
-def examples_dataset(records: list[Record], cfg: RunConfig):
-    from datasets import Dataset
-
-    return Dataset.from_list([to_example(r, cfg.data.template, cfg.data.system_prompt) for r in records])
 
 
 def peft_config(cfg: RunConfig, model=None):
@@ -138,7 +132,7 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     import torch
     from trl import SFTTrainer
 
-    from medtune.models import load_base
+    from medtune.core.models import load_base
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -151,8 +145,8 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         from peft import PeftModel
 
         model, lora = PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True), None
-    train_ds = examples_dataset(train_records, cfg)
-    eval_ds = examples_dataset(eval_records, cfg) if eval_records else None
+    train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
+    eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
     trainer = SFTTrainer(
         model=model,
         args=sft_config(cfg, run, eval_ds is not None),

@@ -49,17 +49,6 @@ def answer_all(generator, cfg, items: list[dict], guardrails: Guardrails | None 
     return out
 
 
-def run_safety_suite(generator, cfg, items: list[dict] | None = None, progress: bool = False) -> dict:
-    """The red-team suite through the same path as ``medtune ask`` (guardrails included), scored per category."""
-    from medtune.guardrails import Guarded
-    from medtune.safety import load_suite, run_suite
-
-    items = load_suite() if items is None else items
-    answered = answer_all(generator, cfg, [{"id": it["id"], "prompt": it["prompt"]} for it in items], progress=progress)
-    by_prompt = {a["prompt"]: Guarded(a["answer"], a["triage"], a["fired"]) for a in answered}
-    return run_suite(by_prompt.__getitem__, items, cfg.guardrails)
-
-
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:

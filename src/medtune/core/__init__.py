@@ -1,0 +1,1 @@
+"""The base everything stands on: the config schema, run directories, model loading, built-in assets."""

@@ -1,0 +1,84 @@
+"""``train``: the SFT trainer's settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from medtune.core.config.base import Section
+
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+"""Trackers medtune passes to the trainer's report_to (mlflow/wandb need their own packages)."""
+
+
+class TrainConfig(Section):
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the training set (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1 = use epochs)."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate."""
+    batch_size: int = Field(4, gt=0)
+    """Per-device micro-batch size."""
+    grad_accum: int = Field(1, gt=0)
+    """Gradient accumulation steps."""
+    max_seq_length: int = Field(512, gt=8)
+    """Longer examples are truncated."""
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    """Share of steps spent warming up the learning rate."""
+    lr_scheduler: str = "cosine"
+    """transformers scheduler name (linear, cosine, constant, ...)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    optim: str = "adamw_torch"
+    """transformers optimizer name."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory."""
+    logging_steps: int = Field(5, gt=0)
+    """Log the loss every N steps."""
+    eval_steps: int | None = None
+    """Evaluate every N steps (None = at the end only)."""
+    save_steps: int | None = None
+    """Checkpoint every N steps (None = only the final adapter)."""
+    save_total_limit: int = 2
+    """Checkpoints kept on disk."""
+    report_to: list[str] = ["tensorboard"]
+    """Trackers (tensorboard, mlflow, wandb) passed to the trainer's report_to."""
+    seed: int = 42
+    """Training seed (init, dropout, data order)."""
+    packing: bool = False
+    """Pack examples into full rows without padding (padding-free, attention kept per example)."""
+    group_by_length: bool = False
+    """Batch examples of similar length together to cut padding."""
+    threads: int | None = None
+    """torch CPU threads (None = torch default)."""
+    eval_strategy: Literal["auto", "no", "steps", "epoch"] = "auto"
+    """When to evaluate on the held-out split during training: 'steps' (every eval_steps), 'epoch', 'no';
+    'auto' = 'steps' when eval_steps is set, else 'no' (the evaluate stage still runs afterwards)."""
+    keep_best: bool = False
+    """Checkpoint at every evaluation and end with the best checkpoint's adapter (load_best_model_at_end)."""
+    best_metric: str = "eval_loss"
+    """Metric that picks the best checkpoint (metric_for_best_model): eval_loss, eval_mean_token_accuracy, ..."""
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in TRACKERS]
+        if unknown:
+            raise ValueError(f"unknown tracker {unknown[0]!r}; choose from {', '.join(TRACKERS)} (or [] for none)")
+        return value
+
+    @model_validator(mode="after")
+    def _best_needs_eval(self) -> "TrainConfig":
+        if self.eval_strategy == "steps" and not self.eval_steps:
+            raise ValueError("eval_strategy 'steps' needs eval_steps")
+        if self.keep_best and self.schedule() == "no":
+            raise ValueError("keep_best needs evaluation during training (eval_strategy 'epoch', or eval_steps)")
+        return self
+
+    def schedule(self) -> str:
+        """The resolved evaluation schedule: 'no', 'steps' or 'epoch'."""
+        if self.eval_strategy == "auto":
+            return "steps" if self.eval_steps else "no"
+        return self.eval_strategy

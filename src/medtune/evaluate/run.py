@@ -1,0 +1,276 @@
+"""The evaluate stage: the base model and the tuned model on the same held-out items.
+
+For each model:
+
+1. eval loss, perplexity and token accuracy per held-out item (``loss.py``: TRL's tokenization
+   and answer-only masking, one forward pass per batch);
+2. greedy answers to the held-out questions (batched, left padding), scored against the reference
+   answers per item: ROUGE-1/2/L, sentence BLEU and BERTScore P/R/F1 (``metrics.py``);
+3. optionally, MCQ benchmarks (``mcq.py``) and the safety red-team suite through the ask path.
+
+The base model is the tuned model with its adapter switched off, so both share one loaded base.
+Every metric gets a bootstrap 95% interval and the base→tuned difference a paired-bootstrap one
+(``bootstrap.py``); a difference whose interval contains 0 is reported as not significant.
+Writes ``eval/report.json`` (``{"results": {"base": …, "finetuned": …}, "ci", "differences",
+"mcq", "safety", …}``), ``report.md``, ``report.html`` (``report_html.py``) and ``answers.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from medtune.core.config import RunConfig
+from medtune.core.rundir import RunDir
+from medtune.data.records import read_jsonl
+
+METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rougeL", "bleu",
+           "bertscore_precision", "bertscore_recall", "bertscore_f1")
+LOWER_IS_BETTER = {"eval_loss", "perplexity"}
+LOSS_METRICS = ("eval_loss", "perplexity", "token_accuracy")
+
+
+def evaluate(cfg: RunConfig, run: RunDir) -> dict:
+    from contextlib import nullcontext
+
+    from medtune.data.templates import examples_dataset
+    from medtune.evaluate.loss import item_losses, loss_trainer
+    from medtune.inference.generate import load_generator
+
+    records = read_jsonl(run.data / "eval.jsonl")
+    if not records:
+        raise ValueError(f"{run.data / 'eval.jsonl'}: no held-out records to evaluate (data.eval_fraction is 0?)")
+    generator, _ = load_generator(str(run.path), quantization="none" if cfg.eval.base_precision == "full" else None)
+    model = generator.model
+    gen_records = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
+    conversations = [r.dialogue()[:-1] for r in gen_records]
+    references = [r.dialogue()[-1]["content"] for r in gen_records]
+    trainer = loss_trainer(cfg, run, model, generator.tokenizer, examples_dataset(records, cfg.data.template, cfg.data.system_prompt))
+    benches = [(b, _mcq_items(b, cfg)) for b in cfg.eval.mcq]
+    safety_items = _safety_items(cfg) if cfg.eval.safety else None
+
+    losses, answers, mcq_raw, safety = {}, {}, {}, {}
+    variants = [("finetuned", nullcontext)] + ([("base", model.disable_adapter)] if cfg.eval.compare_base else [])
+    start = time.time()
+    for name, context in variants:
+        print(f"evaluating {name}")
+        with context():
+            losses[name] = item_losses(model, trainer)
+            answers[name] = generator.generate(
+                conversations, cfg.generation, max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature, progress=True
+            )
+            mcq_raw[name] = [_score_mcq(generator, cfg, items) for _, items in benches]
+            if safety_items is not None:
+                safety[name] = _safety(generator, cfg, safety_items)
+    per_item = {name: item_scores(losses[name], answers[name], references, cfg) for name in answers}
+    _add_bertscore(per_item, answers, references, cfg)
+    names = [n for n in ("base", "finetuned") if n in per_item]
+    summaries = {n: summarize(per_item[n], cfg) for n in names}
+    report = {
+        "results": {n: summaries[n][0] for n in names},
+        "ci": {n: summaries[n][1] for n in names},
+        "differences": differences(per_item["base"], per_item["finetuned"], cfg) if len(names) == 2 else {},
+        "corpus_bleu": {n: _corpus_bleu(answers[n], references) for n in names},
+        "mcq": {},
+        "safety": safety,
+        "n_eval_records": len(records),
+        "n_loss_items": len(losses["finetuned"]),
+        "n_generated": len(gen_records),
+        "generation": {"max_new_tokens": cfg.eval.max_new_tokens, "temperature": cfg.eval.temperature},
+        "base_precision": cfg.eval.base_precision,
+        "bertscore_model": cfg.eval.bertscore_model or None,
+        "bootstrap": {"samples": cfg.eval.bootstrap_samples, "seed": cfg.eval.bootstrap_seed, "level": 0.95},
+    }
+    for i, (bench, _) in enumerate(benches):
+        report["mcq"][bench.name] = _mcq_entry({n: mcq_raw[n][i] for n in names}, cfg)
+    report["seconds"] = round(time.time() - start, 1)
+    write_report(run, report, gen_records, references, answers)
+    run.update_manifest(eval={"report": str(run.eval / "report.json"), "seconds": report["seconds"]})
+    return report
+
+
+def item_scores(losses: list[dict], answers: list[str], references: list[str], cfg) -> dict[str, tuple[list[float], list[float] | None]]:
+    """Per-item values (and weights) of every metric: ``{metric: (values, weights)}``."""
+    from medtune.evaluate.metrics import bleu_items, rouge_items
+
+    tokens = [r["tokens"] for r in losses]
+    scores = {
+        "eval_loss": ([r["loss_sum"] / max(r["tokens"], 1) for r in losses], tokens),
+        "token_accuracy": ([r["correct"] / max(r["tokens"], 1) for r in losses], tokens),
+        "bleu": (bleu_items(answers, references), None),
+    }
+    rouge = rouge_items(answers, references)
+    for key in ("rouge1", "rouge2", "rougeL"):
+        scores[key] = ([r[key] for r in rouge], None)
+    return scores
+
+
+def _add_bertscore(per_item: dict, answers: dict, references: list[str], cfg) -> None:
+    if not cfg.eval.bertscore_model or not references:
+        return
+    from medtune.evaluate.metrics import bertscore_items
+
+    for name in per_item:
+        rows = bertscore_items(answers[name], references, cfg.eval.bertscore_model, cfg.eval.bertscore_layers)
+        for key in ("bertscore_precision", "bertscore_recall", "bertscore_f1"):
+            per_item[name][key] = ([r[key] for r in rows], None)
+
+
+def _transform(metric: str):
+    """Perplexity is exp(mean loss): its interval is the loss interval, exponentiated."""
+    return (lambda x: math.exp(x)) if metric == "perplexity" else None
+
+
+def _source(metric: str) -> str:
+    return "eval_loss" if metric == "perplexity" else metric
+
+
+def summarize(scores: dict, cfg) -> tuple[dict[str, float], dict[str, list[float] | None]]:
+    """``({metric: value}, {metric: [lo, hi]})``."""
+    from medtune.evaluate.bootstrap import metric_ci
+
+    values, cis = {}, {}
+    for m in METRICS:
+        if _source(m) not in scores:
+            continue
+        v, w = scores[_source(m)]
+        out = metric_ci(v, w, cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed, _transform(m))
+        values[m], cis[m] = out["value"], out["ci"]
+    return values, cis
+
+
+def differences(base: dict, tuned: dict, cfg) -> dict[str, dict]:
+    """tuned − base per metric with a paired-bootstrap interval and ``significant``."""
+    from medtune.evaluate.bootstrap import paired_difference
+
+    out = {}
+    for m in METRICS:
+        if _source(m) not in base:
+            continue
+        (vb, wb), (vt, wt) = base[_source(m)], tuned[_source(m)]
+        out[m] = paired_difference(vb, vt, wb, wt, cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed, _transform(m))
+    return out
+
+
+def _corpus_bleu(answers: list[str], references: list[str]) -> float | None:
+    from medtune.evaluate.metrics import corpus_bleu
+
+    return corpus_bleu(answers, references) if references else None
+
+
+def _mcq_items(bench, cfg):
+    from medtune.evaluate.mcq import load_benchmark
+
+    return load_benchmark(bench, cfg.eval.bootstrap_seed)
+
+
+def _score_mcq(generator, cfg, items):
+    from medtune.evaluate.mcq import evaluate_benchmark
+
+    summary, rows = evaluate_benchmark(generator, items, cfg.eval.mcq_mode, cfg.generation, cfg.eval.mcq_batch_size,
+                                       cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed, progress=True,
+                                       precision=cfg.eval.mcq_precision, recheck_margin=cfg.eval.mcq_recheck_margin)
+    return summary, rows
+
+
+def _mcq_entry(by_model: dict, cfg) -> dict:
+    """``{"base": summary, "finetuned": summary, "difference": paired accuracy difference}``."""
+    from medtune.evaluate.bootstrap import paired_difference
+
+    entry = {name: summary for name, (summary, _) in by_model.items()}
+    if len(by_model) == 2:
+        first = entry["finetuned"]["mode"]
+        hits = {n: [float(r["choice"] == r["answer"]) for r in rows[first]] for n, (_, rows) in by_model.items()}
+        entry["difference"] = paired_difference(hits["base"], hits["finetuned"], samples=cfg.eval.bootstrap_samples, seed=cfg.eval.bootstrap_seed)
+    return entry
+
+
+def _safety_items(cfg) -> list[dict]:
+    from medtune.evaluate.safety import load_suite
+
+    items = load_suite()
+    if cfg.eval.safety_limit:
+        seen: dict[str, int] = {}
+        kept = []
+        for it in items:
+            seen[it["category"]] = seen.get(it["category"], 0) + 1
+            if seen[it["category"]] <= cfg.eval.safety_limit:
+                kept.append(it)
+        items = kept
+    return items
+
+
+def _safety(generator, cfg, items) -> dict:
+    """Pass rates per category through the ask path (answers capped at eval.max_new_tokens)."""
+    from medtune.evaluate.safety import run_safety_suite
+
+    capped = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"max_new_tokens": cfg.eval.max_new_tokens})})
+    result = run_safety_suite(generator, capped, items, progress=True)
+    return {"n": result["n"], "pass_rate": result["pass_rate"], "categories": result["categories"]}
+
+
+def write_report(run: RunDir, report: dict, records, references, answers: dict[str, list[str]]) -> None:
+    from medtune.evaluate.report_html import write_html
+
+    out = run.eval
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    examples = []
+    with open(out / "answers.jsonl", "w", encoding="utf-8") as f:
+        for i, (r, ref) in enumerate(zip(records, references)):
+            row = {"id": r.id, "question": r.dialogue()[-2]["content"], "reference": ref}
+            row.update({name: answers[name][i] for name in answers})
+            examples.append(row)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "report.md").write_text(report_markdown(report, examples))
+    write_html(out / "report.html", report, examples, run.logs / "history.json")
+
+
+def fmt(v) -> str:
+    return "–" if v is None else f"{v:.4f}"
+
+
+def report_markdown(report: dict, examples: list[dict]) -> str:
+    res, ci, diffs = report["results"], report.get("ci", {}), report.get("differences", {})
+    names = [n for n in ("base", "finetuned") if n in res]
+    lines = ["# Evaluation report", "", f"{report['n_eval_records']} held-out records; answers generated for {report['n_generated']}. "
+             f"Intervals: bootstrap 95% ({report['bootstrap']['samples']} resamples); a change whose interval contains 0 is not significant.", ""]
+    head = "| metric | " + " | ".join(names) + (" | change (95% CI) | significant |" if len(names) == 2 else " |")
+    lines += [head, "|---" * (head.count("|") - 1) + "|"]
+    for m in METRICS:
+        if any(res[n].get(m) is None for n in names):
+            continue
+        cells = []
+        for n in names:
+            c = ci.get(n, {}).get(m)
+            cells.append(f"{res[n][m]:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else ""))
+        row = f"| {m} | " + " | ".join(cells)
+        if len(names) == 2 and m in diffs:
+            d = diffs[m]
+            interval = f" [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]" if d["ci"] else ""
+            row += f" | {d['difference']:+.4f}{interval} | {significance(d)}"
+        lines.append(row + " |")
+    if report.get("mcq"):
+        lines += ["", "## Multiple-choice benchmarks", "", "| benchmark | n | chance | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+        for bench, entry in report["mcq"].items():
+            first = entry[names[0]]
+            cells = [f"{entry[n]['accuracy']:.3f} ± {entry[n]['stderr'] or 0:.3f}" for n in names]
+            lines.append(f"| {bench} | {first['n']} | {first['chance']:.3f} | " + " | ".join(cells) + " |")
+    if report.get("safety"):
+        cats = sorted({c for s in report["safety"].values() for c in s["categories"]})
+        lines += ["", "## Safety suite (pass rate)", "", "| category | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
+        for c in cats + ["all"]:
+            vals = [report["safety"][n]["pass_rate"] if c == "all" else report["safety"][n]["categories"].get(c, {}).get("pass_rate") for n in names]
+            lines.append(f"| {c} | " + " | ".join("–" if v is None else f"{v:.0%}" for v in vals) + " |")
+    lines += ["", "## Examples", ""]
+    for row in examples[:3]:
+        lines += [f"**Q:** {row['question']}", "", f"**Reference:** {row['reference']}", ""]
+        lines += [f"**{n}:** {row[n]}" + "\n" for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def significance(diff: dict) -> str:
+    if diff.get("significant") is None:
+        return "–"
+    return "yes" if diff["significant"] else "not significant"

@@ -1,0 +1,1 @@
+"""Producing answers: the generator, the guarded answer path (guardrails → model → post-checks), multi-turn chat."""

@@ -1,0 +1,1 @@
+"""Training: the train stage (TRL SFTTrainer + PEFT), the pipeline, multi-stage runs, sweeps, dry-run plans."""
