@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch 2.13.0 is the CPU build this machine keeps on disk; an unpinned torch pulls GBs of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install quickstart test test-fast browser llamacpp clean
+.PHONY: install quickstart lint test test-fast browser llamacpp clean
 
 install: $(VENV)/.installed
 
@@ -25,7 +25,12 @@ quickstart: install
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-test: install browser
+# lint and layer contracts first (seconds): a violation fails `make test`, so CI fails on it
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+
+test: install browser lint
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: install
