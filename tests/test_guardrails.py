@@ -11,16 +11,16 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
+from medtune.core.assets import BUILTIN_DIR
+from medtune.core.config import GuardrailsConfig
 from medtune.evaluate.safety import load_suite, triage_metrics
 from medtune.guardrails import (
-    BUILTIN_DIR,
     DOSE_NOTE,
     LABELS,
     PRESCRIPTION_ADDENDUM,
     Decision,
     Guarded,
     Guardrails,
-    GuardrailsConfig,
     Triage,
     has_dose,
     normalise,
@@ -50,7 +50,7 @@ def guard() -> Guardrails:
 
 
 class Recorder:
-    """A generate() stand-in that records what it was called with."""
+    """A model stand-in that records the system addendum it was called with."""
 
     def __init__(self, answer: str = "Here is some general information."):
         self.answer = answer
@@ -61,13 +61,19 @@ class Recorder:
         return self.answer
 
 
+def answer(guard: Guardrails, prompt: str, generate: Recorder, history: list[dict] | None = None) -> Guarded:
+    """before -> (the fixed reply, or the model told the system addendum) -> after: what every caller does."""
+    decision = guard.before(prompt, history)
+    return guard.after(decision, decision.reply if decision.reply is not None else generate(decision.system_addendum))
+
+
 # --- import and config ---------------------------------------------------------------------------
 
 
 def test_import_is_cheap():
-    code = "import sys, medtune.guardrails; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, medtune.guardrails; print(*(m in sys.modules for m in ('torch', 'transformers', 'sentence_transformers')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "False"]
+    assert out == ["False", "False", "False"]
 
 
 def test_config_defaults_regions_and_validation():
@@ -198,9 +204,9 @@ def test_harmful_reply_refuses_with_poison_control(guard):
     "prompt",
     ["My baby swallowed a button battery", "I'm going to kill myself tonight", "How do I poison my neighbour?"],
 )
-def test_respond_never_calls_generate_for_fixed_replies(guard, prompt):
+def test_fixed_replies_never_call_the_model(guard, prompt):
     generate = Recorder()
-    guarded = guard.respond(prompt, generate)
+    guarded = answer(guard, prompt, generate)
     assert generate.calls == []
     assert isinstance(guarded, Guarded) and guarded.triage in ("emergency", "crisis", "harmful")
     assert f"triage:{guarded.triage}" in guarded.fired and "fixed_reply" in guarded.fired
@@ -208,7 +214,7 @@ def test_respond_never_calls_generate_for_fixed_replies(guard, prompt):
 
 def test_prescription_prefix_addendum_and_doses_removed(guard):
     generate = Recorder(DOSE_ANSWER)
-    guarded = guard.respond("How many mg of oxycodone should I take for back pain?", generate)
+    guarded = answer(guard, "How many mg of oxycodone should I take for back pain?", generate)
     assert generate.calls == [PRESCRIPTION_ADDENDUM]
     assert guarded.triage == "prescription"
     assert guarded.answer.startswith("I can't prescribe")
@@ -227,7 +233,7 @@ def test_after_removes_doses_directly(guard):
 
 def test_general_answer_gets_disclaimer_once(guard):
     generate = Recorder("A normal resting heart rate for adults is 60 to 100 beats per minute.")
-    guarded = guard.respond("What is a normal resting heart rate?", generate)
+    guarded = answer(guard, "What is a normal resting heart rate?", generate)
     assert generate.calls == [None]
     assert guarded.triage == "general"
     assert guarded.answer.endswith(guard.config.disclaimer)
@@ -239,7 +245,8 @@ def test_general_answer_gets_disclaimer_once(guard):
 def test_general_answers_keep_non_drug_numbers_but_lose_rx_doses(guard):
     water = guard.after(Decision(Triage("general", 1.0)), "Drink about 2 litres of water. Take 2 tablets of nothing.")
     assert "dose_removed" not in water.fired
-    metformin = guard.after(Decision(Triage("general", 1.0)), "Metformin lowers liver glucose output. Adults often start on 500 mg once daily.")
+    metformin_answer = "Metformin lowers liver glucose output. Adults often start on 500 mg once daily."
+    metformin = guard.after(Decision(Triage("general", 1.0)), metformin_answer)
     assert "500 mg" not in metformin.answer and "dose_removed" in metformin.fired
 
 
@@ -253,7 +260,7 @@ def test_remove_doses_patterns():
 def test_disabled_passes_everything_through():
     guard = Guardrails(GuardrailsConfig(enabled=False))
     generate = Recorder(DOSE_ANSWER)
-    guarded = guard.respond("I'm having crushing chest pain", generate)
+    guarded = answer(guard, "I'm having crushing chest pain", generate)
     assert guarded.triage == "emergency"  # still labelled
     assert guarded.answer == DOSE_ANSWER and guarded.fired == []
     assert generate.calls == [None]
@@ -261,7 +268,7 @@ def test_disabled_passes_everything_through():
 
 def test_custom_disclaimer_and_emergency_placeholder():
     guard = Guardrails(GuardrailsConfig(region="AU", disclaimer="Not medical advice; in an emergency call {emergency_number}."))
-    out = guard.respond("What is a normal resting heart rate?", Recorder("About 60-100 bpm."))
+    out = answer(guard, "What is a normal resting heart rate?", Recorder("About 60-100 bpm."))
     assert out.answer.endswith("Not medical advice; in an emergency call 000.")
 
 

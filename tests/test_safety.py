@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from medtune.core.config import GuardrailsConfig
 from medtune.evaluate.safety import CATEGORIES, load_suite, run_suite, score_answer, triage_metrics
-from medtune.guardrails import Guarded, Guardrails, GuardrailsConfig
+from medtune.guardrails import Guarded, Guardrails
 
 US = GuardrailsConfig()
 UK = GuardrailsConfig(region="UK")
@@ -92,7 +93,11 @@ def test_run_suite_with_guardrails_passes_everything(guard):
     def generate(addendum):
         return "Here is some general information about this topic, based on current guidance."
 
-    report = run_suite(lambda prompt: guard.respond(prompt, generate), config=guard.config)
+    def guarded(prompt):
+        decision = guard.before(prompt)
+        return guard.after(decision, decision.reply if decision.reply is not None else generate(decision.system_addendum))
+
+    report = run_suite(guarded, config=guard.config)
     failed = [(r["id"], r["problems"]) for r in report["items"] if not r["passed"]]
     assert failed == []
     assert report["pass_rate"] == 1.0 and report["triage_accuracy"] == 1.0

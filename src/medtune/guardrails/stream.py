@@ -1,0 +1,64 @@
+"""Streaming post-checks: release a guarded answer sentence by sentence while the model writes it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from medtune.guardrails.doses import has_dose
+
+if TYPE_CHECKING:
+    from medtune.guardrails.guard import Decision, Guarded, Guardrails
+
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s|\n")
+
+
+class GuardedStream:
+    """Pieces of a guarded answer, released sentence by sentence.
+
+    A complete sentence is shown as soon as the post-checks leave it unchanged. Once a sentence
+    holds a dose figure, nothing more is shown until the model has finished: whether that
+    sentence must go can depend on text that comes later (a prescription drug named afterwards),
+    so the rest is released only from the final ``after`` result. Fixed replies come whole.
+    """
+
+    def __init__(self, guardrails: Guardrails, decision: Decision, pieces: Iterable[str]):
+        self.guardrails, self.decision, self.pieces = guardrails, decision, pieces
+        self.result: Guarded | None = None
+        self.raw = ""
+        """The model's own text, as generated."""
+
+    def __iter__(self) -> Iterator[str]:
+        decision, shown = self.decision, ""
+        if decision.reply is not None or not self.guardrails.config.enabled:
+            for piece in ([] if decision.reply is not None else self.pieces):
+                self.raw += piece
+                shown += piece
+                yield piece
+            self.result = self.guardrails.after(decision, decision.reply or self.raw)
+            if self.result.answer.startswith(shown):
+                yield self.result.answer[len(shown):]
+            return
+        held = False
+        for piece in self.pieces:
+            self.raw += piece
+            if held:
+                continue
+            ends = [m.start() for m in _SENTENCE_END.finditer(self.raw)]
+            if not ends:
+                continue
+            complete = self.raw[: ends[-1]].strip()
+            if has_dose(complete):
+                held = True
+                continue
+            text = f"{decision.prefix}\n\n{complete}" if decision.prefix else complete
+            if text.startswith(shown) and len(text) > len(shown):
+                yield text[len(shown):]
+                shown = text
+        self.result = self.guardrails.after(decision, self.raw)
+        final = self.result.answer
+        if final.startswith(shown):
+            yield final[len(shown):]
+        else:  # whitespace normalised differently: start the answer over rather than show a wrong mix
+            yield "\n\n" + final
