@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from medtune.export import ExportError, chat_format, export, go_template, push
+from medtune.export import ExportError, export
+from medtune.export.hub import push
+from medtune.export.ollama import chat_format, go_template
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +30,7 @@ def test_merged_reproduces_adapter_logits(exported):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from medtune.export import probe_batch
+    from medtune.export.merge import probe_batch
     from medtune.inference.generate import load_generator
 
     cfg, run, out = exported
@@ -76,7 +78,7 @@ def test_gguf_files_verified_against_merged(exported):
 
 
 def test_gguf_verification_fails_loudly_when_out_of_tolerance(exported, tmp_path):
-    from medtune.export import verify_gguf
+    from medtune.export.gguf import verify_gguf
 
     cfg, run, out = exported
     strict = cfg.model_copy(deep=True)
