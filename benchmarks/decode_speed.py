@@ -46,7 +46,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medtune.export import to_gguf
+    from medtune.export.gguf import to_gguf
 
     torch.set_num_threads(args.threads)
     if args.export:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from medtune.export import ExportError, chat_format, export, go_template, push
+from medtune.export import ExportError, export
+from medtune.export.hub import push
+from medtune.export.ollama import chat_format, go_template
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +30,7 @@ def test_merged_reproduces_adapter_logits(exported):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from medtune.export import probe_batch
+    from medtune.export.merge import probe_batch
     from medtune.inference.generate import load_generator
 
     cfg, run, out = exported
@@ -76,7 +78,7 @@ def test_gguf_files_verified_against_merged(exported):
 
 
 def test_gguf_verification_fails_loudly_when_out_of_tolerance(exported, tmp_path):
-    from medtune.export import verify_gguf
+    from medtune.export.gguf import verify_gguf
 
     cfg, run, out = exported
     strict = cfg.model_copy(deep=True)
@@ -187,6 +189,7 @@ def test_modelfile_stops_system_and_parameters(exported):
     stops = {json.loads(s) for s in params["stop"]}
     assert stops == {tok.eos_token} == {"<|im_end|>"}  # SmolLM2's EOS is its end-of-turn token
     assert f'SYSTEM """{cfg.data.system_prompt}"""' in text
+    assert f"# Medical disclaimer: {cfg.guardrails.disclaimer_text}" in text
     g = cfg.generation
     assert params["temperature"] == [str(g.temperature)] and params["top_p"] == [str(g.top_p)]
     assert params["repeat_penalty"] == [str(g.repetition_penalty)] and params["num_predict"] == [str(g.max_new_tokens)]
@@ -237,6 +240,12 @@ def test_model_card(exported):
     for heading in ("## Intended use", "## Limitations", "## Training", "## Export checks", "Medical disclaimer"):
         assert heading in card
     assert f"learning_rate: {cfg.train.learning_rate}" in card
+    assert card.count(cfg.guardrails.disclaimer_text) == 2  # the guardrails' wording, at the top and at the end
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard.load(out / "README.md").data  # the Hub's metadata block parses
+    assert meta.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta.license == "apache-2.0"  # the built-in GGUF declares both
+    assert meta.language == ["en"] and "medical" in meta.tags and meta.pipeline_tag == "text-generation"
 
 
 def test_push_to_hub_fails_fast_offline(exported, monkeypatch):

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tabulate import tabulate
 from tqdm.auto import tqdm
 
 from medtune.core.config import DataConfig, SourceConfig
@@ -310,31 +311,31 @@ def plot_answer_lengths(lengths: dict[str, list[int]], path: Path) -> None:
 
 
 def card_markdown(card: dict) -> str:
-    lines = ["# Data card", "", "| source | loaded | asked | after cleaning | used | share of mixture | skipped | licences |", "|---|---|---|---|---|---|---|---|"]
-    for s in card["sources"]:
-        lic = ", ".join(f"{k} ({v})" for k, v in s["licenses"].items())
-        lines.append(
-            f"| {s['kind']}:{s['path']} | {s['records_loaded']} | {_counts(s['asked']) or 'all'} | {s['records_available']} "
-            f"| {s['records_used']} | {s['share_used']:.1%} | {_skipped(s['skipped'])} | {lic} |"
-        )
+    sources = [
+        [f"{s['kind']}:{s['path']}", s["records_loaded"], _counts(s["asked"]) or "all", s["records_available"], s["records_used"],
+         f"{s['share_used']:.1%}", _skipped(s["skipped"]), ", ".join(f"{k} ({v})" for k, v in s["licenses"].items())]
+        for s in card["sources"]
+    ]
+    header = ["source", "loaded", "asked", "after cleaning", "used", "share of mixture", "skipped", "licences"]
+    lines = ["# Data card", "", _table(header, sources)]
     mixture = card["mixture"]
     lines += ["", f"Mixture: {mixture['records']} records" + (f" (data.total = {mixture['total']})." if mixture["total"] else "."), ""]
-    lines += ["| step | in | out | dropped | changed |", "|---|---|---|---|---|"]
     sp = card["split"]
     train_in = next((st["records_in"] for st in card["steps"] if st["name"] == "decontaminate"), sp["train"])
-    split_row = f"| split | {card['mixture']['records']} | {train_in} train | | {sp['eval']} held out for eval |"
+    split_row = ["split", card["mixture"]["records"], f"{train_in} train", "", f"{sp['eval']} held out for eval"]
+    steps = []
     for st in card["steps"]:
         if st["name"] == "decontaminate":
-            lines.append(split_row)
+            steps.append(split_row)
         changed = ", ".join(filter(None, [_counts(st["changed"]), _counts({f"+{k}": v for k, v in st.get("added", {}).items()})]))
-        lines.append(f"| {st['name']} | {st['records_in']} | {st['records_out']} | {_counts(st['dropped'])} | {changed} |")
-    if split_row not in lines:
-        lines.append(split_row)
+        steps.append([st["name"], st["records_in"], st["records_out"], _counts(st["dropped"]), changed])
+    if not any(st["name"] == "decontaminate" for st in card["steps"]):
+        steps.append(split_row)
+    lines.append(_table(["step", "in", "out", "dropped", "changed"], steps))
     lines += ["", f"Split: {sp['train']} train / {sp['eval']} eval (fraction {sp['eval_fraction']}, seed {sp['seed']}).", ""]
     lines += _per_source_markdown(card)
-    lines += ["| answers (words) | records | min | median | max |", "|---|---|---|---|---|"]
-    for group, st in card["answer_words"].items():
-        lines.append(f"| {group} | {st['records']} | {st['min']} | {st['median']:g} | {st['max']} |")
+    answers = [[group, st["records"], st["min"], f"{st['median']:g}", st["max"]] for group, st in card["answer_words"].items()]
+    lines.append(_table(["answers (words)", "records", "min", "median", "max"], answers))
     lines += ["", "Answer length histograms: data_card.png.", ""]
     for s in card["sources"]:
         for reason, examples in s["skipped"]["examples"].items():
@@ -363,22 +364,26 @@ def _per_source_markdown(card: dict) -> list[str]:
     names = sorted({name for st in card["steps"] for name in st.get("sources", {})} | set(card["split"].get("by_source", {})))
     if not names:
         return []
-    lines = ["Per source and step: records in → out (−dropped, +added).", ""]
-    lines += ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
 
     def cell(c: dict | None) -> str:
         if not c:
             return ""
         return f"{c['in']} → {c['out']}" + (f" (−{c['dropped']})" if c["dropped"] else "") + (f" (+{c['added']})" if c["added"] else "")
 
+    rows = []
     for st in card["steps"]:
         if st["name"] == "decontaminate":
             split = card["split"].get("by_source", {})
             sides = (split.get(n, {}) for n in names)
-            lines.append("| split (train / eval) | " + " | ".join(f"{s.get('train', 0)} / {s.get('eval', 0)}" for s in sides) + " |")
-        lines.append(f"| {st['name']} | " + " | ".join(cell(st.get("sources", {}).get(n)) for n in names) + " |")
-    return lines + [""]
+            rows.append(["split (train / eval)", *(f"{s.get('train', 0)} / {s.get('eval', 0)}" for s in sides)])
+        rows.append([st["name"], *(cell(st.get("sources", {}).get(n)) for n in names)])
+    return ["Per source and step: records in → out (−dropped, +added).", "", _table(["step", *names], rows), ""]
 
 
 def _counts(counts: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    """A GitHub Markdown table; cells are written as given (no number re-formatting)."""
+    return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)

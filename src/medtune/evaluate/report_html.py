@@ -13,6 +13,8 @@ import io
 import json
 from pathlib import Path
 
+from medtune.evaluate.report import METRICS, significance
+
 COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fdf"}
 EXAMPLES = 5
 
@@ -21,7 +23,6 @@ def write_html(path: Path, report: dict, examples: list[dict], history_path: Pat
     import matplotlib
 
     matplotlib.use("Agg")
-    from medtune.evaluate.run import METRICS, significance
 
     res = report["results"]
     names = [n for n in ("base", "finetuned") if n in res]
@@ -83,8 +84,6 @@ def _bars(ax, labels, series: dict[str, tuple[list[float], list]], names):
 
 def metric_bars(report: dict, names):
     import matplotlib.pyplot as plt
-
-    from medtune.evaluate.run import METRICS
 
     metrics = [m for m in METRICS if all(report["results"][n].get(m) is not None for n in names)]
     cols = min(len(metrics), 5) or 1

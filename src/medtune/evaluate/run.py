@@ -17,16 +17,14 @@ Writes ``eval/report.json`` (``{"results": {"base": …, "finetuned": …}, "ci"
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
+from medtune.evaluate.report import METRICS, write_report
 
-METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rougeL", "bleu",
-           "bertscore_precision", "bertscore_recall", "bertscore_f1")
 LOWER_IS_BETTER = {"eval_loss", "perplexity"}
 LOSS_METRICS = ("eval_loss", "perplexity", "token_accuracy")
 
@@ -208,69 +206,3 @@ def _safety(generator, cfg, items) -> dict:
     capped = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"max_new_tokens": cfg.eval.max_new_tokens})})
     result = run_safety_suite(generator, capped, items, progress=True)
     return {"n": result["n"], "pass_rate": result["pass_rate"], "categories": result["categories"]}
-
-
-def write_report(run: RunDir, report: dict, records, references, answers: dict[str, list[str]]) -> None:
-    from medtune.evaluate.report_html import write_html
-
-    out = run.eval
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    examples = []
-    with open(out / "answers.jsonl", "w", encoding="utf-8") as f:
-        for i, (r, ref) in enumerate(zip(records, references)):
-            row = {"id": r.id, "question": r.dialogue()[-2]["content"], "reference": ref}
-            row.update({name: answers[name][i] for name in answers})
-            examples.append(row)
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (out / "report.md").write_text(report_markdown(report, examples))
-    write_html(out / "report.html", report, examples, run.logs / "history.json")
-
-
-def fmt(v) -> str:
-    return "–" if v is None else f"{v:.4f}"
-
-
-def report_markdown(report: dict, examples: list[dict]) -> str:
-    res, ci, diffs = report["results"], report.get("ci", {}), report.get("differences", {})
-    names = [n for n in ("base", "finetuned") if n in res]
-    lines = ["# Evaluation report", "", f"{report['n_eval_records']} held-out records; answers generated for {report['n_generated']}. "
-             f"Intervals: bootstrap 95% ({report['bootstrap']['samples']} resamples); a change whose interval contains 0 is not significant.", ""]
-    head = "| metric | " + " | ".join(names) + (" | change (95% CI) | significant |" if len(names) == 2 else " |")
-    lines += [head, "|---" * (head.count("|") - 1) + "|"]
-    for m in METRICS:
-        if any(res[n].get(m) is None for n in names):
-            continue
-        cells = []
-        for n in names:
-            c = ci.get(n, {}).get(m)
-            cells.append(f"{res[n][m]:.4f}" + (f" [{c[0]:.4f}, {c[1]:.4f}]" if c else ""))
-        row = f"| {m} | " + " | ".join(cells)
-        if len(names) == 2 and m in diffs:
-            d = diffs[m]
-            interval = f" [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}]" if d["ci"] else ""
-            row += f" | {d['difference']:+.4f}{interval} | {significance(d)}"
-        lines.append(row + " |")
-    if report.get("mcq"):
-        lines += ["", "## Multiple-choice benchmarks", "", "| benchmark | n | chance | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
-        for bench, entry in report["mcq"].items():
-            first = entry[names[0]]
-            cells = [f"{entry[n]['accuracy']:.3f} ± {entry[n]['stderr'] or 0:.3f}" for n in names]
-            lines.append(f"| {bench} | {first['n']} | {first['chance']:.3f} | " + " | ".join(cells) + " |")
-    if report.get("safety"):
-        cats = sorted({c for s in report["safety"].values() for c in s["categories"]})
-        lines += ["", "## Safety suite (pass rate)", "", "| category | " + " | ".join(names) + " |", "|---" * (1 + len(names)) + "|"]
-        for c in cats + ["all"]:
-            vals = [report["safety"][n]["pass_rate"] if c == "all" else report["safety"][n]["categories"].get(c, {}).get("pass_rate") for n in names]
-            lines.append(f"| {c} | " + " | ".join("–" if v is None else f"{v:.0%}" for v in vals) + " |")
-    lines += ["", "## Examples", ""]
-    for row in examples[:3]:
-        lines += [f"**Q:** {row['question']}", "", f"**Reference:** {row['reference']}", ""]
-        lines += [f"**{n}:** {row[n]}" + "\n" for n in names]
-    return "\n".join(lines) + "\n"
-
-
-def significance(diff: dict) -> str:
-    if diff.get("significant") is None:
-        return "–"
-    return "yes" if diff["significant"] else "not significant"

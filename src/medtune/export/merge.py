@@ -1,0 +1,91 @@
+"""The merged model: de-quantized base + adapter → ``merge_and_unload`` → safetensors, checked against base+adapter.
+
+The adapter is merged into the *de-quantized* base (``model.quantization`` is ignored) in
+``export.dtype``: merging LoRA deltas into 4-bit weights would re-round them and lose the
+fine-tuning. The merged model's logits are compared with base+adapter's on fixed prompts
+(``merge_check.json``). ``generation_config.json`` lists every stop id the chat template ends a
+turn with, so llama.cpp, Ollama and transformers all stop where medtune does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from medtune.core.config import RunConfig
+from medtune.core.rundir import RunDir
+from medtune.export import ExportError
+
+log = logging.getLogger(__name__)
+
+VERIFY_PROMPTS = (
+    "What are common symptoms of the flu?",
+    "How can I lower my blood pressure without medicine?",
+    "Is it safe to exercise with asthma?",
+    "What does a high cholesterol result mean?",
+)
+
+
+def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
+    """De-quantized base in ``export.dtype`` + adapter → merge_and_unload → safetensors; logits checked."""
+    import torch
+    from peft import PeftModel
+
+    from medtune.core.models import load_model, load_tokenizer, resolve
+    from medtune.inference.generate import Generator
+
+    dtype = cfg.export.dtype
+    resolved = resolve(cfg.model.name, cfg.model.revision)
+    revision = cfg.model.revision if resolved.kind == "hub" else None
+    tokenizer = load_tokenizer(str(run.adapter))
+    model = PeftModel.from_pretrained(load_model(resolved.path, "none", dtype, revision), str(run.adapter)).eval()
+    probe = probe_batch(tokenizer, cfg)
+    with torch.inference_mode():
+        before = model(**probe).logits.float()
+    merged = model.merge_and_unload().eval()
+    with torch.inference_mode():
+        after = merged(**probe).logits.float()
+    mask = probe["attention_mask"].bool()
+    diff = (before - after).abs()[mask].max().item()
+    tolerance = cfg.export.merge_tolerance * (1 if dtype == "float32" else 50)
+    agree = (before.argmax(-1) == after.argmax(-1))[mask].float().mean().item()
+    check = {"dtype": dtype, "max_abs_logit_diff": diff, "tolerance": tolerance, "argmax_agreement": agree, "positions": int(mask.sum())}
+    if diff > tolerance:
+        raise ExportError(f"merged model differs from base+adapter by {diff:.2e} in logits (tolerance {tolerance:.0e})")
+
+    gen = Generator(merged, tokenizer, cfg.data.template, cfg.data.system_prompt)
+    stops = gen.stop_ids()
+    g = merged.generation_config
+    g.eos_token_id = stops if len(stops) > 1 else stops[0]
+    g.pad_token_id = tokenizer.pad_token_id
+    g.bos_token_id = tokenizer.bos_token_id
+    gc = cfg.generation
+    g.do_sample = gc.temperature > 0
+    g.temperature, g.top_p = (gc.temperature, gc.top_p) if gc.temperature > 0 else (None, None)
+    g.repetition_penalty, g.max_new_tokens = gc.repetition_penalty, gc.max_new_tokens
+    merged.config.eos_token_id = g.eos_token_id
+    if not merged.config.architectures:
+        merged.config.architectures = [type(merged).__name__]
+    target.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    (target / "merge_check.json").write_text(json.dumps(check, indent=2))
+    log.info("merged (%s) → %s: max |Δlogit| %.2e vs base+adapter (tolerance %.0e)", dtype, target, diff, tolerance)
+    return {"path": str(target), "stop_ids": stops, **check}
+
+
+def probe_batch(tokenizer, cfg: RunConfig):
+    """Fixed chat prompts (left-padded), rendered exactly as generation renders them."""
+    from medtune.data.templates import prompt_text
+
+    texts = [prompt_text(tokenizer, [{"role": "user", "content": q}], cfg.data.template, cfg.data.system_prompt) for q in VERIFY_PROMPTS]
+    tokenizer.padding_side = "left"
+    return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def stop_ids(tokenizer) -> list[int]:
+    """The ids generation stops at (EOS and end-of-turn tokens), as ``Generator.stop_ids`` finds them."""
+    from medtune.inference.generate import Generator
+
+    return Generator(None, tokenizer).stop_ids()
