@@ -109,12 +109,12 @@ def prompt_of(generator, seen) -> str:
 def test_turns_stream_through_guardrails_and_build_history(generator, guard):
     s = session(generator, guard)
     with model_calls(generator.model) as seen:
-        first = s.send("What is a normal resting heart rate?", temperature=0.0, max_new_tokens=24)
+        first = s.send("What is a normal resting heart rate?", temperature=0.0, max_new_tokens=40)
         pieces = list(first)
     assert first.done and first.triage == "general" and "disclaimer" in first.fired
     assert "".join(t for _, t in pieces) == first.answer and first.answer.endswith(guard.disclaimer)
     assert len(pieces) >= 2  # streamed: the model's sentences, then the disclaimer
-    assert 8 < len(seen) <= 24  # this turn's max_new_tokens (24, the config says 8) reached the model: one forward pass a token
+    assert 8 < len(seen) <= 40  # this turn's max_new_tokens (40, the config says 8) reached the model: one forward pass a token
     shown = first.answer[: -len(guard.disclaimer)].strip()
     with model_calls(generator.model) as seen:
         list(s.send("And for children?"))
@@ -144,10 +144,10 @@ class Scripted(Generator):
     """
 
     outputs: list = field(default_factory=list)
-    prompts: list = field(default_factory=list)
+    seen: list = field(default_factory=list)
 
     def stream_from(self, text, cfg, max_new_tokens=None, temperature=None):
-        self.prompts.append(text)
+        self.seen.append(text)
         out = self.outputs.pop(0)
         yield from (out[i : i + 4] for i in range(0, len(out), 4))
 
@@ -158,7 +158,7 @@ def test_prescription_turn_gets_addendum_prefix_and_no_doses_even_in_thinking(ge
     s = ChatSession(Responder(scripted, load_config(None), guard))
     reply = s.send("How much oxycodone should I take for my back pain?")
     out = list(reply)
-    assert reply.triage == "prescription" and PRESCRIPTION_ADDENDUM in scripted.prompts[0]
+    assert reply.triage == "prescription" and PRESCRIPTION_ADDENDUM in scripted.seen[0]
     assert out[0] == ("think", reply.thinking) and "10 mg" not in reply.thinking and DOSE_NOTE in reply.thinking
     answer = "".join(t for k, t in out if k == "answer")
     assert answer == reply.answer and "10 mg" not in answer and answer.startswith("I can't prescribe")
