@@ -32,7 +32,7 @@ def benchmarks(limit: int):
 
 def main() -> None:
     from medtune.evaluate.mcq import score_model
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m-instruct")

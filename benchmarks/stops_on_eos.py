@@ -25,7 +25,7 @@ QUESTIONS = [
 def main() -> None:
     import torch
 
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir")

@@ -17,7 +17,8 @@ def test_ask_batch_mode_with_a_tuned_run(trained_run, tmp_path):
         + json.dumps({"id": "q2", "prompt": "My dad's face is drooping on one side and his speech is slurred"}) + "\n"
     )
     out = tmp_path / "out.jsonl"
-    result = runner.invoke(app, ["ask", "--model", str(run.path), "--input", str(src), "--output", str(out), "--set", "generation.max_new_tokens=12"])
+    result = runner.invoke(app, ["ask", "--model", str(run.path), "--input", str(src), "--output", str(out),
+                                 "--set", "generation.max_new_tokens=12"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["q1", "q2"]
@@ -27,7 +28,8 @@ def test_ask_batch_mode_with_a_tuned_run(trained_run, tmp_path):
 
 
 def test_ask_single_question_on_base_model():
-    result = runner.invoke(app, ["ask", "What is a normal body temperature?", "--set", "generation.max_new_tokens=10", "--set", "generation.temperature=0"])
+    result = runner.invoke(app, ["ask", "What is a normal body temperature?", "--set", "generation.max_new_tokens=10",
+                                 "--set", "generation.temperature=0"])
     assert result.exit_code == 0, result.output
     assert len(result.output.strip()) > 10
 
@@ -50,7 +52,8 @@ def test_config_error_is_one_line(tmp_path):
 
 def test_safety_suite_runs_through_the_ask_path(tmp_path):
     out = tmp_path / "safety.json"
-    result = runner.invoke(app, ["safety", "--limit", "2", "--output", str(out), "--set", "generation.max_new_tokens=16", "--set", "generation.temperature=0"])
+    result = runner.invoke(app, ["safety", "--limit", "2", "--output", str(out), "--set", "generation.max_new_tokens=16",
+                                 "--set", "generation.temperature=0"])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert set(report["categories"]) == {"emergency", "crisis", "harmful", "prescription", "jailbreak", "benign"}

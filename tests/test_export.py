@@ -31,7 +31,7 @@ def test_merged_reproduces_adapter_logits(exported):
     from transformers import AutoModelForCausalLM
 
     from medtune.export.merge import probe_batch
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     cfg, run, out = exported
     merged = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32).eval()

@@ -1,4 +1,5 @@
-"""Streaming generation on the built-in model: a closed stream stops its generation; errors reach the reader."""
+"""Generation on the built-in model: the system prompt is a per-call argument; a closed stream stops its generation;
+errors reach the reader."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ PROMPT = [{"role": "user", "content": "List thirty healthy foods, one per line, 
 
 @pytest.fixture(scope="module")
 def generator(base_model_dir):
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     gen, cfg = load_generator(str(base_model_dir), quantization="none")
     return gen, cfg.generation
+
+
+def test_system_prompt_is_an_argument(generator):
+    gen, _ = generator
+    default, other, none = (gen.prompts([PROMPT], system)[0] for system in (None, "Answer in one line.", ""))
+    assert gen.system_prompt and gen.system_prompt in default
+    assert "Answer in one line." in other and gen.system_prompt not in other
+    assert gen.system_prompt not in none and PROMPT[0]["content"] in none
+    assert gen.prompts([PROMPT, PROMPT], ["A.", "B."]) == [gen.prompts([PROMPT], "A.")[0], gen.prompts([PROMPT], "B.")[0]]
 
 
 def generating_threads() -> list[threading.Thread]:

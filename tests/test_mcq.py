@@ -137,7 +137,7 @@ def test_bf16_checked_scoring_keeps_the_float32_choices(base_lm):
 
 @pytest.mark.slow
 def test_generative_scoring_reports_unparseable_rate(base_model_dir):
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     generator, cfg = load_generator(str(base_model_dir), quantization="none")
     items = mcq.load_benchmark(MCQBenchmark(name="tiny", path=str(FIXTURE), limit=2))

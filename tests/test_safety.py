@@ -90,14 +90,11 @@ def guard() -> Guardrails:
 
 
 def test_run_suite_with_guardrails_passes_everything(guard):
-    def generate(addendum):
-        return "Here is some general information about this topic, based on current guidance."
-
-    def guarded(prompt):
+    def answer(prompt):  # the guardrails around a model that always writes the same harmless text
         decision = guard.before(prompt)
-        return guard.after(decision, decision.reply if decision.reply is not None else generate(decision.system_addendum))
+        return guard.after(decision, "Here is some general information about this topic, based on current guidance.")
 
-    report = run_suite(guarded, config=guard.config)
+    report = run_suite(answer, config=guard.config)
     failed = [(r["id"], r["problems"]) for r in report["items"] if not r["passed"]]
     assert failed == []
     assert report["pass_rate"] == 1.0 and report["triage_accuracy"] == 1.0

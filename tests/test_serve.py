@@ -106,7 +106,8 @@ def test_emergency_in_history_carries_over(server):
     app, client, _, name = server
     resp = client.chat.completions.create(
         model=name,
-        messages=[{"role": "user", "content": EMERGENCY}, {"role": "assistant", "content": "Call now."}, {"role": "user", "content": "What should I do while waiting?"}],
+        messages=[{"role": "user", "content": EMERGENCY}, {"role": "assistant", "content": "Call now."},
+                  {"role": "user", "content": "What should I do while waiting?"}],
     )
     assert resp.medtune["triage"] == "emergency"
 

@@ -65,10 +65,12 @@ def wait_for_server(proc: subprocess.Popen, url: str, timeout: float = 300) -> N
 @pytest.fixture
 def ui_server(tmp_path):
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(tmp_path / "ui.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medtune", "ui", "--port", str(port), "--quantization", "none", "--set", "generation.max_new_tokens=8", "--set", "generation.temperature=0"],
+        [sys.executable, "-m", "medtune", "ui", "--port", str(port), "--quantization", "none",
+         "--set", "generation.max_new_tokens=8", "--set", "generation.temperature=0"],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
     )
     proc.stdout = log
@@ -103,7 +105,8 @@ def test_ui_in_a_real_browser(ui_server, tmp_path):
             str(tmp_path / "profile"),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                  "--disable-sync"],
             viewport={"width": 1280, "height": 1100},
         )
         try:
@@ -147,14 +150,17 @@ def test_ui_base_vs_tuned_on_a_tuned_run(trained_run):
     import torch
 
     _, run, _, _ = trained_run
-    app = build(str(run.path), load_config(None, ["generation.max_new_tokens=5", "generation.temperature=0"]), compare=True, quantization="none")
+    explicit = load_config(None, ["generation.max_new_tokens=5", "generation.temperature=0"])
+    app = build(str(run.path), explicit, compare=True, quantization="none")
     models = app.models
     tuned, base = models.load()
-    ids = tuned.tokenizer("Fever in adults", return_tensors="pt")["input_ids"]
+    model = tuned.generator.model
+    assert base.generator.model._model is model and base.guardrails is tuned.guardrails is models.guardrails  # one model, one encoder
+    ids = tuned.generator.tokenizer("Fever in adults", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
-        with_adapter = tuned.model(ids).logits
-        with tuned.model.disable_adapter():
-            without = tuned.model(ids).logits
+        with_adapter = model(ids).logits
+        with model.disable_adapter():
+            without = model(ids).logits
     assert not torch.equal(with_adapter, without)  # the adapter changes the model, so the columns compare something
 
     *_, (tuned_msgs, tuned_hist) = answer_turn(models, tuned, [], "What is a normal body temperature?", 0.0, 5, False)
@@ -163,7 +169,7 @@ def test_ui_base_vs_tuned_on_a_tuned_run(trained_run):
         assert msgs[-1]["content"].endswith(models.guardrails.disclaimer) and "triage" not in msgs[-1]["content"]
     assert len(tuned_hist) == len(base_hist) == 2
     with torch.inference_mode():
-        assert torch.equal(tuned.model(ids).logits, with_adapter)  # generating the base column re-enabled the adapter
+        assert torch.equal(model(ids).logits, with_adapter)  # generating the base column re-enabled the adapter
 
     *_, (flagged, _) = answer_turn(models, base, base_hist, EMERGENCY, 0.0, 5, False)
     assert flagged[-1]["content"].startswith("**⚠️ triage: emergency**") and "Call 911" in flagged[-1]["content"]

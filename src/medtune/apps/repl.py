@@ -13,7 +13,9 @@ def repl(session: ChatSession, console=None) -> None:
     from rich.panel import Panel
 
     console = console or Console()
-    console.print(Panel(session.guardrails.disclaimer or "General information only.", title="medtune chat", subtitle="/help for commands", border_style="cyan"))
+    disclaimer = session.guardrails.disclaimer if session.guardrails else ""
+    banner = disclaimer or "General information only."
+    console.print(Panel(banner, title="medtune chat", subtitle="/help for commands", border_style="cyan"))
     while True:
         try:
             line = console.input("[bold green]you>[/bold green] ").strip()

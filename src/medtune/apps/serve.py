@@ -1,38 +1,45 @@
-"""An OpenAI-compatible HTTP API with the guardrails applied (FastAPI + uvicorn).
+"""An OpenAI-compatible HTTP API over the guarded answer path (FastAPI + uvicorn).
 
     POST /v1/chat/completions   multi-turn messages; "stream": true answers with server-sent events
     GET  /v1/models             the one model this server holds
     GET  /health                status, queue length, generations run so far, streams cancelled by their client
 
-Every request goes through the guardrails: the latest user turn is triaged with the earlier turns
-as context; an emergency, crisis or harmful request gets its fixed reply without reaching the
-model; other answers are post-checked (streamed answers through ``Guardrails.stream``, so what
-is shown is what ``after`` allows). The triage label comes back in an extra ``medtune`` field
-of the response (and of the last streamed chunk).
+Every request goes through ``Responder`` (``inference/responder.py``): the latest user turn is
+triaged with the earlier turns as context; an emergency, crisis or harmful request gets its fixed
+reply without reaching the model (and without waiting for a worker); other answers are
+post-checked (streamed answers sentence by sentence, so what is shown is what the guardrails
+allow). A reasoning model's ``<think>`` section never reaches ``content``; a request with
+``"include_reasoning": true`` gets it as ``reasoning_content`` (of the message, or of stream
+deltas). The triage label comes back in an extra ``medtune`` field of the response (and of the last
+streamed chunk). Responses are ``openai.types.chat`` models; the stream is framed by ``sse-starlette``.
 
 On a CPU the model is the bottleneck, so generation runs ``serve.workers`` at a time; up to
 ``serve.queue_size`` more requests wait (at most ``serve.queue_timeout`` seconds, then 503) and
 anything beyond that is refused at once with 429. Bodies over ``serve.max_request_bytes`` get
-413; prompts over ``serve.max_prompt_tokens`` and ``max_tokens`` over ``serve.max_tokens`` get
-400. The server binds 127.0.0.1 unless told otherwise; ``serve.api_key`` (or the
-``MEDTUNE_API_KEY`` environment variable) requires ``Authorization: Bearer <key>``.
+413; prompts over ``serve.max_prompt_tokens`` (counted before a worker is taken) and
+``max_tokens`` over ``serve.max_tokens`` get 400. The server binds 127.0.0.1 unless told
+otherwise; ``serve.api_key`` (or the ``MEDTUNE_API_KEY`` environment variable) requires
+``Authorization: Bearer <key>``.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from medtune.core.config import RunConfig, ServeConfig
-from medtune.guardrails import Guardrails
+from medtune.inference.responder import Answer, Responder
+
+log = logging.getLogger(__name__)
 
 
 class Message(BaseModel):
@@ -57,6 +64,8 @@ class ChatRequest(BaseModel):
     stream: bool = False
     n: int = 1
     seed: int | None = None
+    include_reasoning: bool = False
+    """Return a reasoning model's <think> section as ``reasoning_content`` (never part of ``content``)."""
 
 
 class APIError(Exception):
@@ -81,7 +90,8 @@ class Slots:
         with self._lock:
             if self.pending >= self.workers + self.queue_size:
                 self.refused += 1
-                raise APIError(429, f"server busy: {self.workers} generating and {self.queue_size} waiting; retry later", "rate_limit_error", "queue_full")
+                raise APIError(429, f"server busy: {self.workers} generating and {self.queue_size} waiting; retry later",
+                               "rate_limit_error", "queue_full")
             self.pending += 1
         if not self._sem.acquire(timeout=self.timeout):
             with self._lock:
@@ -97,26 +107,29 @@ class Slots:
 def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfig | None = None):
     """The FastAPI app around a loaded ``Generator`` and its run config."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from openai.types import Model
+    from openai.types.shared import ErrorObject
+    from sse_starlette import EventSourceResponse
     from starlette.background import BackgroundTask
     from starlette.concurrency import run_in_threadpool
 
     sc = serve_cfg or cfg.serve
     api_key = sc.api_key or os.environ.get("MEDTUNE_API_KEY") or None
-    guardrails = Guardrails(cfg.guardrails)
+    responder = Responder(generator, cfg)
     slots = Slots(sc.workers, sc.queue_size, sc.queue_timeout)
     stats = {"generations": 0, "requests": 0, "streams_cancelled": 0, "started": time.time()}
     app = FastAPI(title="medtune", version="1")
-    app.state.slots, app.state.stats, app.state.guardrails = slots, stats, guardrails
+    app.state.slots, app.state.stats, app.state.guardrails, app.state.responder = slots, stats, responder.guardrails, responder
 
     def error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
-        return JSONResponse({"error": {"message": message, "type": kind, "code": code, "param": None}}, status_code=status)
+        body = ErrorObject(message=message, type=kind, code=code, param=None).model_dump(exclude_unset=True)
+        return JSONResponse({"error": body}, status_code=status)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError):
         return error(e.status, e.message, e.kind, e.code)
-
-    from fastapi.exceptions import RequestValidationError
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
@@ -130,7 +143,8 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
             header = request.headers.get("authorization", "")
             given = header[7:] if header.lower().startswith("bearer ") else ""
             if not hmac.compare_digest(given.encode(), api_key.encode()):
-                return error(401, "invalid or missing API key (send Authorization: Bearer <key>)", "authentication_error", "invalid_api_key")
+                return error(401, "invalid or missing API key (send Authorization: Bearer <key>)",
+                             "authentication_error", "invalid_api_key")
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > sc.max_request_bytes:
             return error(413, f"request body is {int(length)} bytes; the limit is {sc.max_request_bytes}", code="request_too_large")
@@ -149,7 +163,8 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
 
     @app.get("/v1/models")
     def models():
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": int(stats["started"]), "owned_by": "medtune"}]}
+        model = Model(id=model_name, object="model", created=int(stats["started"]), owned_by="medtune")
+        return {"object": "list", "data": [model.model_dump(exclude_unset=True)]}
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest):
@@ -166,71 +181,48 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
         turns = [{"role": m.role, "content": m.text()} for m in req.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1]["role"] != "user":
             raise APIError(400, "messages: the last message must be the user's")
-        decision = await run_in_threadpool(guardrails.before, turns[-1]["content"], turns[:-1])  # the encoder: keep it off the event loop
-        addendum = "\n\n".join(s for s in (system, decision.system_addendum) if s) or None
-        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        head = {"id": rid, "created": created, "model": req.model or model_name}
-        prompt_tokens = 0
-        if decision.reply is None:
-            prompt = generator.prompts([turns], [addendum])[0]
-            prompt_tokens = len((await run_in_threadpool(generator.tokenizer, prompt, add_special_tokens=False))["input_ids"])
-            if prompt_tokens > sc.max_prompt_tokens:
-                raise APIError(400, f"messages: the prompt is {prompt_tokens} tokens; the limit is {sc.max_prompt_tokens} (shorten the conversation)", code="context_length_exceeded")
-        gen = cfg.generation.model_copy(update={k: v for k, v in {"top_p": req.top_p, "seed": req.seed}.items() if v is not None})
-        overrides = {"max_new_tokens": max_tokens, "temperature": req.temperature}
+        prepare = partial(responder.prepare, turns[-1]["content"], turns[:-1], system, think=req.include_reasoning,
+                          max_new_tokens=max_tokens, temperature=req.temperature, top_p=req.top_p, seed=req.seed)
+        turn = await run_in_threadpool(prepare)  # triage (the encoder) and tokenizing: keep them off the event loop
+        if turn.prompt_tokens > sc.max_prompt_tokens:
+            raise APIError(400, f"messages: the prompt is {turn.prompt_tokens} tokens; the limit is {sc.max_prompt_tokens} "
+                           "(shorten the conversation)", code="context_length_exceeded")
+        wire = _Wire(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), req.model or model_name)
 
         if not req.stream:
-            if decision.reply is not None:
-                guarded, raw = guardrails.after(decision, decision.reply), ""
+            if turn.fixed:  # a fixed reply holds no worker
+                answer = responder.complete(turn)
             else:
                 await run_in_threadpool(slots.enter)
                 try:
                     stats["generations"] += 1
-                    raw = (await run_in_threadpool(generator.generate, [turns], gen, system_addenda=[addendum], **overrides))[0]
+                    answer = await run_in_threadpool(responder.complete, turn)
                 finally:
                     slots.leave()
-                guarded = guardrails.after(decision, raw)
-            completion_tokens = len(generator.tokenizer(raw, add_special_tokens=False)["input_ids"]) if raw else 0
-            return {
-                **head,
-                "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": guarded.answer}, "finish_reason": _finish(completion_tokens, max_tokens)}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-                "medtune": {"triage": guarded.triage, "fired": guarded.fired},
-            }
+            return wire.completion(answer).model_dump(exclude_unset=True)
 
-        if decision.reply is None:
+        if not turn.fixed:
             await run_in_threadpool(slots.enter)  # 429/503 come back as a status, before the stream starts
             stats["generations"] += 1
-
-        pieces = iter(()) if decision.reply is not None else generator.stream(turns, gen, addendum, **overrides)
-        state = {"released": decision.reply is not None, "done": False}  # a fixed reply holds no worker
+        reply = responder.stream(turn)
+        state = {"released": turn.fixed, "done": False}
 
         def release() -> None:
             """Once per request: stop the generation at its next token if it still runs, then free the worker."""
             if not state["released"]:
                 state["released"] = True
-                pieces.close()
+                reply.close()
                 slots.leave()
                 stats["streams_cancelled"] += not state["done"]
 
         def events() -> Iterator[str]:
             try:
-                guarded = guardrails.stream(decision, pieces)
-                yield _sse({**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
-                for piece in guarded:
-                    if piece:
-                        yield _sse({**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-                result = guarded.result
-                completion_tokens = len(generator.tokenizer(guarded.raw, add_special_tokens=False)["input_ids"]) if guarded.raw else 0
-                yield _sse({
-                    **head,
-                    "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": _finish(completion_tokens, max_tokens)}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
-                    "medtune": {"triage": result.triage, "fired": result.fired},
-                })
-                yield "data: [DONE]\n\n"
+                yield wire.chunk({"role": "assistant", "content": ""}).model_dump_json(exclude_unset=True)
+                for kind, text in reply:
+                    delta = {"reasoning_content": text} if kind == "think" else {"content": text}
+                    yield wire.chunk(delta).model_dump_json(exclude_unset=True)
+                yield wire.chunk({}, reply).model_dump_json(exclude_unset=True)
+                yield "[DONE]"
                 state["done"] = True
             finally:
                 release()
@@ -238,22 +230,46 @@ def create_app(generator, cfg: RunConfig, model_name: str, serve_cfg: ServeConfi
         body = events()
 
         def after_response() -> None:
-            """Starlette runs this once the response ends, also when the client went away mid-stream
-            (or before the first chunk, when ``events`` never started and its ``finally`` cannot run)."""
+            """Run once the response ends, also when the client went away mid-stream (or before the
+            first chunk, when ``events`` never started and its ``finally`` cannot run)."""
             body.close()
             release()
 
-        return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}, background=BackgroundTask(after_response))
+        return EventSourceResponse(body, headers={"Cache-Control": "no-cache"}, background=BackgroundTask(after_response))
 
     return app
 
 
-def _finish(completion_tokens: int, max_tokens: int) -> str:
-    return "length" if completion_tokens >= max_tokens else "stop"
+class _Wire:
+    """OpenAI wire objects (``openai.types.chat``) for one response, with the extra ``medtune`` field."""
 
+    def __init__(self, rid: str, created: int, model: str):
+        self.head = {"id": rid, "created": created, "model": model}
 
-def _sse(obj: dict) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+    @staticmethod
+    def _extras(answer: Answer) -> dict:
+        from openai.types import CompletionUsage
+
+        usage = CompletionUsage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                                total_tokens=answer.prompt_tokens + answer.completion_tokens)
+        return {"usage": usage, "medtune": {"triage": answer.triage, "fired": answer.fired}}
+
+    def completion(self, answer: Answer):
+        from openai.types.chat import ChatCompletion, ChatCompletionMessage
+        from openai.types.chat.chat_completion import Choice
+
+        reasoning = {"reasoning_content": answer.thinking} if answer.thinking else {}
+        message = ChatCompletionMessage(role="assistant", content=answer.answer, **reasoning)
+        choice = Choice(index=0, message=message, finish_reason=answer.finish_reason)
+        return ChatCompletion(**self.head, object="chat.completion", choices=[choice], **self._extras(answer))
+
+    def chunk(self, delta: dict, final: Answer | None = None):
+        """A stream chunk; the last one (``final``) carries the finish reason, usage and the ``medtune`` field."""
+        from openai.types.chat import ChatCompletionChunk
+        from openai.types.chat.chat_completion_chunk import Choice, ChoiceDelta
+
+        choice = Choice(index=0, delta=ChoiceDelta(**delta), finish_reason=final.finish_reason if final else None)
+        return ChatCompletionChunk(**self.head, object="chat.completion.chunk", choices=[choice], **(self._extras(final) if final else {}))
 
 
 def load(model: str, cfg: RunConfig | None = None):
@@ -261,7 +277,7 @@ def load(model: str, cfg: RunConfig | None = None):
     from pathlib import Path
 
     from medtune.core.rundir import RunDir
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     serve_cfg = (cfg or RunConfig()).serve
     quantization = None if serve_cfg.quantization == "as_trained" else serve_cfg.quantization
@@ -277,6 +293,6 @@ def serve(model: str, cfg: RunConfig | None = None, host: str | None = None, por
     generator, run_cfg, name = load(model, cfg)
     sc = run_cfg.serve.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     if sc.host not in ("127.0.0.1", "localhost", "::1") and not (sc.api_key or os.environ.get("MEDTUNE_API_KEY")):
-        print(f"warning: binding {sc.host} without an API key: anyone who can reach this port can use the model")
+        log.warning("binding %s without an API key: anyone who can reach this port can use the model", sc.host)
     app = create_app(generator, run_cfg, name, sc)
     uvicorn.run(app, host=sc.host, port=sc.port, log_level="info", timeout_keep_alive=5)

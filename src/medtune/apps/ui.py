@@ -1,4 +1,4 @@
-"""``medtune ui``: a Gradio chat app over ``ChatSession`` (the same guarded path as ``medtune chat``).
+"""``medtune ui``: a Gradio chat app over ``ChatSession`` and ``Responder`` (the same guarded path as ``medtune chat``).
 
 - a disclaimer banner above everything, always visible;
 - example questions, temperature and answer-length controls, a "show reasoning" switch;
@@ -20,7 +20,8 @@ import time
 
 from medtune.guardrails import Guardrails
 from medtune.inference.chat import ChatSession
-from medtune.inference.generate import check_quantization, resolve_config
+from medtune.inference.loading import check_quantization, resolve_config
+from medtune.inference.responder import Responder
 
 EXAMPLES = [
     "What is a normal resting heart rate for an adult?",
@@ -47,7 +48,7 @@ class _AdapterDisabled:
 
 
 class Models:
-    """The tuned generator (and the base one for comparison), loaded on first use, shared by all sessions."""
+    """The tuned model's responder (and the base one for comparison), loaded on first use, shared by all sessions."""
 
     def __init__(self, reference: str, explicit=None, quantization: str | None = None, compare: bool = False):
         check_quantization(quantization)
@@ -67,16 +68,21 @@ class Models:
     def load(self):
         with self._load_lock:
             if self.tuned is None:
-                from medtune.inference.generate import Generator, load_generator
+                from dataclasses import replace
+
+                from medtune.inference.loading import load_generator
 
                 start = time.perf_counter()
                 tuned, _ = load_generator(self.reference, self.quantization, cfg=self.explicit)
                 if self.compare:
-                    self.base = Generator(_AdapterDisabled(tuned.model), tuned.tokenizer, tuned.template, tuned.system_prompt)
+                    self.base = self.responder(replace(tuned, model=_AdapterDisabled(tuned.model)))
                 self.guardrails.triage("warm-up")  # loads the triage encoder now, not in the middle of an answer
-                self.tuned = tuned
+                self.tuned = self.responder(tuned)
                 self.load_seconds = time.perf_counter() - start
         return self.tuned, self.base
+
+    def responder(self, generator) -> Responder:
+        return Responder(generator, self.cfg, self.guardrails, system_prompt=self.cfg.chat.system_prompt)
 
     def status(self) -> str:
         if not self.loaded:
@@ -104,9 +110,10 @@ def badge(triage: str) -> str:
     return "" if triage == "general" else f"**⚠️ triage: {triage}**\n\n"
 
 
-def answer_turn(models: Models, generator, history: list[dict], message: str, temperature: float, max_tokens: int, show_think: bool):
+def answer_turn(models: Models, responder: Responder, history: list[dict], message: str, temperature: float, max_tokens: int,
+                show_think: bool):
     """Stream one guarded answer as chatbot messages: yields ``(new_messages, history)``."""
-    session = ChatSession(generator, models.cfg, models.guardrails, history)
+    session = ChatSession(responder, history)
     reply = session.send(message, temperature=float(temperature), max_new_tokens=int(max_tokens))
     thought: list[dict] = []
     answer = ""
@@ -164,12 +171,12 @@ def build(reference: str, explicit=None, compare: bool = False, quantization: st
             except (ModelError, FileNotFoundError, ValueError) as e:
                 raise gr.Error(f"could not load {reference}: {e}") from None
             shown = tuned_chat
-            for new, tuned_hist in answer_turn(models, tuned, tuned_hist, message, temp, length, think):
+            for new, tuned_now in answer_turn(models, tuned, tuned_hist, message, temp, length, think):
                 shown = [*tuned_chat, *new]
-                yield "", shown, tuned_hist, gr.skip(), base_hist, models.status()
+                yield "", shown, tuned_now, gr.skip(), base_hist, models.status()
             if compare:
-                for new, base_hist in answer_turn(models, base, base_hist, message, temp, length, think):
-                    yield "", shown, tuned_hist, [*base_chat, *new], base_hist, gr.skip()
+                for new, base_now in answer_turn(models, base, base_hist, message, temp, length, think):
+                    yield "", shown, tuned_now, [*base_chat, *new], base_now, gr.skip()
 
         inputs = [question, tuned_box, tuned_state, base_box, base_state, temperature, max_tokens, show_think]
         outputs = [question, tuned_box, tuned_state, base_box, base_state, status]

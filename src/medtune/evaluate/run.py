@@ -4,8 +4,10 @@ For each model:
 
 1. eval loss, perplexity and token accuracy per held-out item (``loss.py``: TRL's tokenization
    and answer-only masking, one forward pass per batch);
-2. greedy answers to the held-out questions (batched, left padding), scored against the reference
-   answers per item: ROUGE-1/2/L, sentence BLEU and BERTScore P/R/F1 (``metrics.py``);
+2. greedy answers to the held-out questions (batched, left padding; through ``Responder`` with the
+   guardrails off, so a reasoning model's ``<think>`` section is split off and only the answer is
+   scored), scored against the reference answers per item: ROUGE-1/2/L, sentence BLEU and
+   BERTScore P/R/F1 (``metrics.py``);
 3. optionally, MCQ benchmarks (``mcq.py``) and the safety red-team suite through the ask path.
 
 The base model is the tuned model with its adapter switched off, so both share one loaded base.
@@ -34,13 +36,15 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
 
     from medtune.data.templates import examples_dataset
     from medtune.evaluate.loss import item_losses, loss_trainer
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
+    from medtune.inference.responder import Responder
 
     records = read_jsonl(run.data / "eval.jsonl")
     if not records:
         raise ValueError(f"{run.data / 'eval.jsonl'}: no held-out records to evaluate (data.eval_fraction is 0?)")
     generator, _ = load_generator(str(run.path), quantization="none" if cfg.eval.base_precision == "full" else None)
     model = generator.model
+    raw = Responder(generator, cfg, guardrails=False)  # the model's answers as they are, less any <think> section
     gen_records = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
     conversations = [r.dialogue()[:-1] for r in gen_records]
     references = [r.dialogue()[-1]["content"] for r in gen_records]
@@ -55,9 +59,9 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
         print(f"evaluating {name}")
         with context():
             losses[name] = item_losses(model, trainer)
-            answers[name] = generator.generate(
-                conversations, cfg.generation, max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature, progress=True
-            )
+            answered = raw.answer_batch([c[-1]["content"] for c in conversations], [c[:-1] for c in conversations],
+                                        max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature, progress=True)
+            answers[name] = [a.answer for a in answered]
             mcq_raw[name] = [_score_mcq(generator, cfg, items) for _, items in benches]
             if safety_items is not None:
                 safety[name] = _safety(generator, cfg, safety_items)

@@ -187,10 +187,11 @@ def triage_metrics(expected: list[str], predicted: list[str]) -> dict:
 
 
 def run_safety_suite(generator, cfg, items: list[dict] | None = None, progress: bool = False) -> dict:
-    """The red-team suite through the same path as ``medtune ask`` (guardrails included), scored per category."""
-    from medtune.inference.ask import answer_all
+    """The red-team suite through the same path as ``medtune ask`` (``Responder``, guardrails included), scored per category."""
+    from medtune.inference.responder import Responder
 
     items = load_suite() if items is None else items
-    answered = answer_all(generator, cfg, [{"id": it["id"], "prompt": it["prompt"]} for it in items], progress=progress)
-    by_prompt = {a["prompt"]: Guarded(a["answer"], a["triage"], a["fired"]) for a in answered}
+    prompts = [it["prompt"] for it in items]
+    answered = Responder(generator, cfg).answer_batch(prompts, progress=progress)
+    by_prompt = {p: Guarded(a.answer, a.triage, a.fired) for p, a in zip(prompts, answered, strict=True)}
     return run_suite(by_prompt.__getitem__, items, cfg.guardrails)

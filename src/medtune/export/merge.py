@@ -33,7 +33,7 @@ def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
     from peft import PeftModel
 
     from medtune.core.models import load_model, load_tokenizer, resolve
-    from medtune.inference.generate import Generator
+    from medtune.inference.generator import Generator
 
     dtype = cfg.export.dtype
     resolved = resolve(cfg.model.name, cfg.model.revision)
@@ -86,6 +86,6 @@ def probe_batch(tokenizer, cfg: RunConfig):
 
 def stop_ids(tokenizer) -> list[int]:
     """The ids generation stops at (EOS and end-of-turn tokens), as ``Generator.stop_ids`` finds them."""
-    from medtune.inference.generate import Generator
+    from medtune.inference.generator import Generator
 
     return Generator(None, tokenizer).stop_ids()

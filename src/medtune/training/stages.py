@@ -119,7 +119,7 @@ def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> 
 
     from medtune.data.records import read_jsonl
     from medtune.data.templates import examples_dataset
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
     from medtune.training.train import sft_config
 
     cfg = stage.cfg

@@ -4,26 +4,47 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
+from rich.panel import Panel
 from rich.table import Table
 
 from medtune.apps.cli.app import SetOpt, _explicit_config, _fail, command, console
 
 
+def read_prompts(path: Path) -> list[dict]:
+    """``{"id", "prompt"}`` rows of a JSONL file; a bad line is an error naming file, line and field."""
+    from medtune.data.errors import DataError
+    from medtune.data.files import field_text, read_rows
+
+    if Path(path).suffix.lower() != ".jsonl":
+        raise DataError(str(path), "batch input must be a .jsonl file")
+    items, seen = [], set()
+    for line, row in read_rows(path):
+        prompt = field_text(path, line, row, "prompt")
+        rid = field_text(path, line, row, "id", required=False) or str(line)
+        if rid in seen:
+            raise DataError(str(path), f"duplicate id {rid!r}", line=line, field="id")
+        seen.add(rid)
+        items.append({"id": rid, "prompt": prompt})
+    return items
+
+
 @command
 def ask(
-    question: Optional[str] = typer.Argument(None, help="The question (omit with --input)."),
-    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
-    input_file: Optional[Path] = typer.Option(None, "--input", help="JSONL with 'id' and 'prompt' per line (batch mode)."),
-    output: Optional[Path] = typer.Option(None, help="Where batch answers go (JSONL: id, prompt, answer, triage)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail settings."),
-    overrides: Optional[list[str]] = SetOpt,
+    question: Annotated[str | None, typer.Argument(help="The question (omit with --input).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",
+    input_file: Annotated[Path | None, typer.Option("--input", help="JSONL with 'id' and 'prompt' per line (batch mode).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where batch answers go (JSONL: id, prompt, answer, triage, fired).")] = None,
+    think: Annotated[bool, typer.Option("--think", help="Also show a reasoning model's <think> section (batch: a 'thinking' field).")] = \
+        False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail settings.")] = None,
+    overrides: list[str] | None = SetOpt,
 ):
     """Answer one question, or a JSONL file of prompts, with guardrails before and after the model."""
-    from medtune.inference.ask import answer_all, read_prompts
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
+    from medtune.inference.responder import Responder
 
     if (question is None) == (input_file is None):
         _fail("give either a question or --input FILE")
@@ -32,31 +53,34 @@ def ask(
     base_cfg = _explicit_config(config, overrides)
     items = read_prompts(input_file) if input_file else [{"id": "1", "prompt": question}]
     generator, cfg = load_generator(model, cfg=base_cfg)  # explicit settings win over the run's own
-    results = answer_all(generator, cfg, items, progress=input_file is not None)
+    answers = Responder(generator, cfg).answer_batch([it["prompt"] for it in items], think=think, progress=input_file is not None)
     if output is None:
-        r = results[0]
-        if r["triage"] != "general":
-            console.print(f"[yellow]triage: {r['triage']}[/yellow]")
-        console.print(r["answer"])
+        a = answers[0]
+        if a.triage != "general":
+            console.print(f"[yellow]triage: {a.triage}[/yellow]")
+        if a.thinking:
+            console.print(Panel(a.thinking, title="thinking", border_style="dim", style="dim"))
+        console.print(a.answer)
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
-        for r in results:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    console.print(f"{len(results)} answers → {output}")
+        for item, a in zip(items, answers, strict=True):
+            row = {**item, "answer": a.answer, "triage": a.triage, "fired": a.fired, **({"thinking": a.thinking} if think else {})}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    console.print(f"{len(answers)} answers → {output}")
 
 
 @command
 def safety(
-    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
-    output: Optional[Path] = typer.Option(None, help="Write the full suite result (JSON) here."),
-    limit: Optional[int] = typer.Option(None, help="Only the first N suite items of each category."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail settings."),
-    overrides: Optional[list[str]] = SetOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",
+    output: Annotated[Path | None, typer.Option(help="Write the full suite result (JSON) here.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N suite items of each category.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail settings.")] = None,
+    overrides: list[str] | None = SetOpt,
 ):
     """Run the built-in safety red-team suite through the ask path; pass rates per category."""
     from medtune.evaluate.safety import load_suite, run_safety_suite
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     base_cfg = _explicit_config(config, overrides)
     generator, cfg = load_generator(model, cfg=base_cfg)
@@ -79,33 +103,34 @@ def safety(
 
 @command
 def chat(
-    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
-    quantization: Optional[str] = typer.Option(None, help="Load the base as none/4bit/8bit (default: as configured or trained)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail/chat settings."),
-    overrides: Optional[list[str]] = SetOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",
+    quantization: Annotated[str | None, typer.Option(help="Load the base as none/4bit/8bit (default: as configured or trained).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail/chat settings.")] = None,
+    overrides: list[str] | None = SetOpt,
 ):
     """Chat in the terminal (streamed, through the guardrails): /think, /reset, /quit."""
     from medtune.apps.repl import repl
     from medtune.inference.chat import ChatSession
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
+    from medtune.inference.responder import Responder
 
     explicit = _explicit_config(config, overrides)
     with console.status(f"loading {model} ..."):
         generator, cfg = load_generator(model, quantization, cfg=explicit)
-    repl(ChatSession(generator, cfg), console)
+    repl(ChatSession(Responder(generator, cfg, system_prompt=cfg.chat.system_prompt)), console)
 
 
 @command
 def ui(
-    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
-    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 exposes it to the network)."),
-    port: Optional[int] = typer.Option(None, help="Port (default: Gradio's, 7860 or the next free one)."),
-    share: bool = typer.Option(False, help="Also open a public Gradio share link."),
-    auth: Optional[str] = typer.Option(None, help="Require a login, given as user:password."),
-    compare: bool = typer.Option(False, help="Side by side: the run's base model (adapter disabled) next to the tuned one."),
-    quantization: Optional[str] = typer.Option(None, help="Load the base as none/4bit/8bit (default: as configured or trained)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail/chat settings."),
-    overrides: Optional[list[str]] = SetOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port (default: Gradio's, 7860 or the next free one).")] = None,
+    share: Annotated[bool, typer.Option(help="Also open a public Gradio share link.")] = False,
+    auth: Annotated[str | None, typer.Option(help="Require a login, given as user:password.")] = None,
+    compare: Annotated[bool, typer.Option(help="Side by side: the run's base model (adapter disabled) next to the tuned one.")] = False,
+    quantization: Annotated[str | None, typer.Option(help="Load the base as none/4bit/8bit (default: as configured or trained).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail/chat settings.")] = None,
+    overrides: list[str] | None = SetOpt,
 ):
     """A Gradio chat app (the model loads on the first question); binds 127.0.0.1 unless told otherwise."""
     from medtune.apps.ui import launch, parse_auth
@@ -120,11 +145,12 @@ def ui(
 
 @command
 def serve(
-    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory, exported merged directory or base model."),
-    host: Optional[str] = typer.Option(None, help="Interface to bind (serve.host, default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="Port (serve.port, default 8000)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config for generation/guardrail/serve settings."),
-    overrides: Optional[list[str]] = SetOpt,
+    model: Annotated[str, typer.Option("--model", "-m", help="Run directory, exported merged directory or base model.")] = \
+        "smollm2-135m-instruct",
+    host: Annotated[str | None, typer.Option(help="Interface to bind (serve.host, default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (serve.port, default 8000).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail/serve settings.")] = None,
+    overrides: list[str] | None = SetOpt,
 ):
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health) with the guardrails applied."""
     from medtune.apps.serve import serve as run_serve
@@ -135,20 +161,22 @@ def serve(
 
 @command
 def mcq(
-    bench: list[str] = typer.Option(..., "--bench", "-b", help="NAME (medqa, medmcqa, pubmedqa: the usual Hub id) or NAME=PATH (a local file); repeatable."),
-    model: str = typer.Option("smollm2-135m-instruct", "--model", "-m", help="Run directory or base model reference."),
-    limit: Optional[int] = typer.Option(None, help="Score a seeded sample of N items per benchmark."),
-    mode: str = typer.Option("loglik", help="loglik (answer-letter likelihood, lm-eval convention), generate, or both."),
-    only_ids: Optional[str] = typer.Option(None, help="PubMedQA: JSON file of ids to keep (e.g. test_ground_truth.json)."),
-    seed: int = typer.Option(0, help="Sampling and bootstrap seed."),
-    batch_size: int = typer.Option(8, help="Questions per forward pass."),
-    precision: str = typer.Option("bf16_checked", help="bf16_checked (bf16 where fast, close calls re-scored in float32) or model."),
-    output: Optional[Path] = typer.Option(None, help="Write the results (JSON) here."),
+    bench: Annotated[list[str], typer.Option(
+        "--bench", "-b", help="NAME (medqa, medmcqa, pubmedqa: the usual Hub id) or NAME=PATH (a local file); repeatable.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",
+    limit: Annotated[int | None, typer.Option(help="Score a seeded sample of N items per benchmark.")] = None,
+    mode: Annotated[str, typer.Option(help="loglik (answer-letter likelihood, lm-eval convention), generate, or both.")] = "loglik",
+    only_ids: Annotated[str | None, typer.Option(help="PubMedQA: JSON file of ids to keep (e.g. test_ground_truth.json).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling and bootstrap seed.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Questions per forward pass.")] = 8,
+    precision: Annotated[str, typer.Option(help="bf16_checked (bf16 where fast, close calls re-scored in float32) or model.")] = \
+        "bf16_checked",
+    output: Annotated[Path | None, typer.Option(help="Write the results (JSON) here.")] = None,
 ):
     """Multiple-choice accuracy (± standard error, chance level) of any model on MedQA / MedMCQA / PubMedQA."""
     from medtune.core.config import MCQBenchmark
     from medtune.evaluate.mcq import score_model
-    from medtune.inference.generate import load_generator
+    from medtune.inference.loading import load_generator
 
     if mode not in ("loglik", "generate", "both"):
         _fail(f"--mode must be loglik, generate or both, got {mode!r}")
@@ -166,7 +194,8 @@ def mcq(
     for name, r in results.items():
         gen = r.get("generate", r)
         unparseable = f"{gen['unparseable_rate']:.1%}" if "unparseable_rate" in gen else "–"
-        table.add_row(name, str(r["n"]), f"{r['accuracy']:.3f}", f"{r['stderr'] or 0:.3f}", f"{r['ci'][0]:.3f}–{r['ci'][1]:.3f}" if r["ci"] else "–",
+        ci = f"{r['ci'][0]:.3f}–{r['ci'][1]:.3f}" if r["ci"] else "–"
+        table.add_row(name, str(r["n"]), f"{r['accuracy']:.3f}", f"{r['stderr'] or 0:.3f}", ci,
                       f"{r['chance']:.3f}", unparseable)
     console.print(table)
     if output:

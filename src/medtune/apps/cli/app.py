@@ -26,7 +26,7 @@ def _config(path: Path | None, overrides: list[str] | None):
 
 def _explicit_config(path: Path | None, overrides: list[str] | None):
     """The settings given on the command line (``--config``/``--set``), or None when none were: a run's
-    own config then applies as saved (``generate.resolve_config``)."""
+    own config then applies as saved (``inference.loading.resolve_config``)."""
     return _config(path, overrides) if (path or overrides) else None
 
 
