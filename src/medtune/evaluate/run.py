@@ -27,7 +27,6 @@ from medtune.data.records import read_jsonl
 
 METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rougeL", "bleu",
            "bertscore_precision", "bertscore_recall", "bertscore_f1")
-LOWER_IS_BETTER = {"eval_loss", "perplexity"}
 LOSS_METRICS = ("eval_loss", "perplexity", "token_accuracy")
 
 
