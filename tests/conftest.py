@@ -47,18 +47,12 @@ def base_model_dir() -> Path:
 def trained_run(tmp_path_factory, base_model_dir):
     """One real tiny QLoRA run (prepare → train → evaluate), shared by tests that inspect it."""
     from medtune.core.config import load_config
-    from medtune.core.rundir import RunDir
-    from medtune.data import prepare as data_prepare
-    from medtune.evaluate.run import evaluate
-    from medtune.training.train import train
+    from medtune.training.pipeline import run_one
 
     tmp = tmp_path_factory.mktemp("runs")
     cfg = load_config(None, tiny_overrides(tmp) + ["data.sources=[{kind: generic, path: %s}]" % (REPO / "tests/fixtures/qa_small.jsonl")])
-    run = RunDir.create(cfg)
-    data_prepare.write(data_prepare.prepare(cfg.data), run.data)
-    result = train(cfg, run)
-    report = evaluate(cfg, run)
-    return cfg, run, result, report
+    result = run_one(cfg)
+    return cfg, result.run, result.train, result.report
 
 
 def shared(*parts: str) -> Path:

@@ -49,7 +49,7 @@ def test_two_stages_with_replay(tmp_path):
     from medtune.training.stages import Stage, start_from
 
     cfg = load_config(None, two_stages(tmp_path, "st", "continue"))
-    table = run_stages(cfg, say=lambda *_: None)
+    table = run_stages(cfg)
     one, two = tmp_path / "st" / "one", tmp_path / "st" / "two"
     for stage in (one, two):
         for rel in ("config.yaml", "manifest.json", "data/train.jsonl", "adapter/adapter_model.safetensors", "eval/report.json"):
@@ -97,7 +97,7 @@ def test_two_stages_with_replay(tmp_path):
     saved = json.loads((tmp_path / "st" / "stages.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(table["rows"]))
     md = (tmp_path / "st" / "stages.md").read_text()
-    assert "| base |" in md and "| two |" in md and "## Forgetting" in md
+    assert {"base", "one", "two"} <= {line.split("|")[1].strip() for line in md.splitlines() if line.startswith("|")} and "## Forgetting" in md
 
 
 def _base_dir() -> str:
@@ -128,3 +128,50 @@ def test_stage_table_reads_any_metric_and_flags_forgetting(tmp_path):
     assert set(forgot) == {"mcq.medqa.accuracy", "loss on one held-out"}
     assert forgot["mcq.medqa.accuracy"]["best_stage"] == "one" and forgot["mcq.medqa.accuracy"]["change"] == pytest.approx(-0.10)
     assert forgot["loss on one held-out"]["change"] == pytest.approx(0.3)
+
+
+@pytest.mark.slow
+def test_stages_and_sweeps_count_max_tokens_with_the_models_tokenizer_like_run(tmp_path, base_model_dir):
+    """data.max_tokens is counted with the base model's tokenizer by `medtune run`, by every stage and by
+    every sweep point alike (one pipeline): the same records survive, and they are the ones the real
+    token counts keep, not the ones a characters / 4 estimate would keep."""
+    from typer.testing import CliRunner
+
+    from medtune.apps.cli import app
+    from medtune.core.config import dump_config
+    from medtune.core.models import load_tokenizer
+    from medtune.data.clean import _full_text
+    from medtune.data.sources import load_source
+    from medtune.training.sweep import run_sweep
+
+    limit = 36
+    tok = load_tokenizer(str(base_model_dir))
+    records = load_source("generic", str(FIXTURE))
+    tokens = {r.id: len(tok(_full_text(r), add_special_tokens=False)["input_ids"]) for r in records}
+    estimate = {r.id: len(_full_text(r)) // 4 for r in records}
+    expected = {i for i, n in tokens.items() if n <= limit}
+    assert expected != {i for i, n in estimate.items() if n <= limit}, "the fixture must tell the two counts apart"
+    assert any(tokens[i] <= limit < estimate[i] for i in tokens), "a record the estimate would drop but the tokenizer keeps"
+
+    common = tiny_overrides(tmp_path) + [
+        f"data.sources=[{{kind: generic, path: {FIXTURE}}}]", f"data.max_tokens={limit}", "data.eval_max=1",
+        "model.quantization=none", "train.report_to=[]", "train.max_steps=1", "train.max_seq_length=64",
+        "eval.compare_base=false", "eval.max_samples=1", "eval.max_new_tokens=2",
+    ]
+
+    def kept(run_dir) -> set[str]:
+        card = json.loads((run_dir / "data" / "data_card.json").read_text())
+        assert card["token_counts"] == str(base_model_dir), "counted with the model's tokenizer"
+        return {r.id for name in ("train.jsonl", "eval.jsonl") for r in read_jsonl(run_dir / "data" / name)}
+
+    config = tmp_path / "run.yaml"
+    dump_config(load_config(None, [*common, "name=single"]), config)
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    assert kept(tmp_path / "single") == expected
+
+    run_stages(load_config(None, [*common, "name=staged", "stages=[{name: only}]"]))
+    assert kept(tmp_path / "staged" / "only") == expected
+
+    run_sweep(load_config(None, [*common, "name=swept", "sweep={grid: {train.learning_rate: [1.0e-4]}}"]))
+    assert kept(tmp_path / "swept" / "points" / "p00") == expected

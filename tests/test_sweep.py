@@ -43,7 +43,7 @@ def test_two_point_sweep_writes_the_table_and_picks_the_best(tmp_path):
         "train.max_steps=1", "train.max_seq_length=64", "eval.compare_base=false", "eval.max_samples=1", "eval.max_new_tokens=4",
         "sweep={grid: {train.learning_rate: [1.0e-5, 3.0e-3]}, metric: eval_loss}",
     ])
-    summary = run_sweep(cfg, say=lambda *_: None)
+    summary = run_sweep(cfg)
     out = tmp_path / "sw"
     for name in ("sweep.csv", "sweep.md", "sweep.json", "sweep.png", "best_config.yaml"):
         assert (out / name).is_file(), name

@@ -214,3 +214,37 @@ def load_base(cfg: "ModelConfig", quantization: str | None = None):
     tokenizer = load_tokenizer(resolved.path, cfg.revision if resolved.kind == "hub" else None)
     model = load_model(resolved.path, quantization or cfg.quantization, cfg.resolved_dtype(), cfg.revision if resolved.kind == "hub" else None)
     return resolved, tokenizer, model
+
+
+def merge_adapter(base: ModelConfig, adapter: str | Path, target: str | Path, dtype: str | None = None,
+                  before_merge=None, before_save=None) -> dict:
+    """Merge a PEFT adapter into its base and save a plain model: safetensors, the adapter's tokenizer
+    and ``medtune_source.json`` (what was merged). Returns that provenance.
+
+    The base is loaded *de-quantized* (``base.quantization`` is ignored) in ``dtype`` (default: the
+    base's compute dtype): merging LoRA deltas into 4-bit weights would re-round them. Two optional
+    hooks let a caller check the merge: ``before_merge(model, tokenizer)`` sees base + adapter,
+    ``before_save(merged, tokenizer)`` the merged model before anything is written (it may raise to
+    stop the save, or set ``generation_config``).
+    """
+    from peft import PeftModel
+
+    dtype = dtype or base.resolved_dtype()
+    resolved = resolve(base.name, base.revision)
+    revision = base.revision if resolved.kind == "hub" else None
+    tokenizer = load_tokenizer(str(adapter))
+    model = PeftModel.from_pretrained(load_model(resolved.path, "none", dtype, revision), str(adapter)).eval()
+    if before_merge is not None:
+        before_merge(model, tokenizer)
+    merged = model.merge_and_unload().eval()
+    if not merged.config.architectures:
+        merged.config.architectures = [type(merged).__name__]
+    if before_save is not None:
+        before_save(merged, tokenizer)
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    provenance = {"merged_from": resolved.identity, "adapter": str(Path(adapter).resolve()), "dtype": dtype}
+    (target / "medtune_source.json").write_text(json.dumps(provenance, indent=1))
+    return provenance

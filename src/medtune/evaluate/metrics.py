@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+LOWER_IS_BETTER_WORDS = ("loss", "perplexity")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is better: any loss or perplexity (``eval_loss``,
+    ``mcq.medqa.eval_loss``, ``loss on <stage> held-out``); every other metric (ROUGE, BLEU,
+    BERTScore, accuracy) is better higher. The one definition the report, stage table, sweep and CLI use."""
+    return any(word in metric for word in LOWER_IS_BETTER_WORDS)
+
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:
     """Mean ROUGE-1/2/L F-measure (rouge-score, with stemming), on a 0–1 scale."""

@@ -27,8 +27,6 @@ from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
 from medtune.evaluate.report import METRICS, write_report
 
-LOWER_IS_BETTER = {"eval_loss", "perplexity"}
-LOSS_METRICS = ("eval_loss", "perplexity", "token_accuracy")
 
 
 def evaluate(cfg: RunConfig, run: RunDir) -> dict:

@@ -28,51 +28,52 @@ VERIFY_PROMPTS = (
 
 
 def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
-    """De-quantized base in ``export.dtype`` + adapter → merge_and_unload → safetensors; logits checked."""
-    import torch
-    from peft import PeftModel
+    """De-quantized base in ``export.dtype`` + adapter → merge_and_unload → safetensors; logits checked.
 
-    from medtune.core.models import load_model, load_tokenizer, resolve
+    The merge itself is ``core.models.merge_adapter`` (the one merge, also used by multi-stage
+    ``start: merge``); its hooks compare logits before and after and set the generation config.
+    """
+    import torch
+
+    from medtune.core.models import merge_adapter
     from medtune.inference.generator import Generator
 
     dtype = cfg.export.dtype
-    resolved = resolve(cfg.model.name, cfg.model.revision)
-    revision = cfg.model.revision if resolved.kind == "hub" else None
-    tokenizer = load_tokenizer(str(run.adapter))
-    model = PeftModel.from_pretrained(load_model(resolved.path, "none", dtype, revision), str(run.adapter)).eval()
-    probe = probe_batch(tokenizer, cfg)
-    with torch.inference_mode():
-        before = model(**probe).logits.float()
-    merged = model.merge_and_unload().eval()
-    with torch.inference_mode():
-        after = merged(**probe).logits.float()
-    mask = probe["attention_mask"].bool()
-    diff = (before - after).abs()[mask].max().item()
-    tolerance = cfg.export.merge_tolerance * (1 if dtype == "float32" else 50)
-    agree = (before.argmax(-1) == after.argmax(-1))[mask].float().mean().item()
-    check = {"dtype": dtype, "max_abs_logit_diff": diff, "tolerance": tolerance, "argmax_agreement": agree, "positions": int(mask.sum())}
-    if diff > tolerance:
-        raise ExportError(f"merged model differs from base+adapter by {diff:.2e} in logits (tolerance {tolerance:.0e})")
+    seen: dict = {}
 
-    gen = Generator(merged, tokenizer, cfg.data.template, cfg.data.system_prompt)
-    stops = gen.stop_ids()
-    g = merged.generation_config
-    g.eos_token_id = stops if len(stops) > 1 else stops[0]
-    g.pad_token_id = tokenizer.pad_token_id
-    g.bos_token_id = tokenizer.bos_token_id
-    gc = cfg.generation
-    g.do_sample = gc.temperature > 0
-    g.temperature, g.top_p = (gc.temperature, gc.top_p) if gc.temperature > 0 else (None, None)
-    g.repetition_penalty, g.max_new_tokens = gc.repetition_penalty, gc.max_new_tokens
-    merged.config.eos_token_id = g.eos_token_id
-    if not merged.config.architectures:
-        merged.config.architectures = [type(merged).__name__]
-    target.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
+    def logits_before(model, tokenizer):
+        seen["probe"] = probe_batch(tokenizer, cfg)
+        with torch.inference_mode():
+            seen["before"] = model(**seen["probe"]).logits.float()
+
+    def check_and_configure(merged, tokenizer):
+        probe, before = seen["probe"], seen["before"]
+        with torch.inference_mode():
+            after = merged(**probe).logits.float()
+        mask = probe["attention_mask"].bool()
+        diff = (before - after).abs()[mask].max().item()
+        tolerance = cfg.export.merge_tolerance * (1 if dtype == "float32" else 50)
+        agree = (before.argmax(-1) == after.argmax(-1))[mask].float().mean().item()
+        seen["check"] = {"dtype": dtype, "max_abs_logit_diff": diff, "tolerance": tolerance, "argmax_agreement": agree,
+                         "positions": int(mask.sum())}
+        if diff > tolerance:
+            raise ExportError(f"merged model differs from base+adapter by {diff:.2e} in logits (tolerance {tolerance:.0e})")
+        stops = seen["stops"] = Generator(merged, tokenizer, cfg.data.template, cfg.data.system_prompt).stop_ids()
+        g = merged.generation_config
+        g.eos_token_id = stops if len(stops) > 1 else stops[0]
+        g.pad_token_id = tokenizer.pad_token_id
+        g.bos_token_id = tokenizer.bos_token_id
+        gc = cfg.generation
+        g.do_sample = gc.temperature > 0
+        g.temperature, g.top_p = (gc.temperature, gc.top_p) if gc.temperature > 0 else (None, None)
+        g.repetition_penalty, g.max_new_tokens = gc.repetition_penalty, gc.max_new_tokens
+        merged.config.eos_token_id = g.eos_token_id
+
+    merge_adapter(cfg.model, run.adapter, target, dtype, before_merge=logits_before, before_save=check_and_configure)
+    check = seen["check"]
     (target / "merge_check.json").write_text(json.dumps(check, indent=2))
-    log.info("merged (%s) → %s: max |Δlogit| %.2e vs base+adapter (tolerance %.0e)", dtype, target, diff, tolerance)
-    return {"path": str(target), "stop_ids": stops, **check}
+    log.info("merged (%s) → %s: max |Δlogit| %.2e vs base+adapter (tolerance %.0e)", dtype, target, check["max_abs_logit_diff"], check["tolerance"])
+    return {"path": str(target), "stop_ids": seen["stops"], **check}
 
 
 def probe_batch(tokenizer, cfg: RunConfig):

@@ -46,7 +46,8 @@ class Shape:
         """(in, out) of each decoder linear layer (Llama/Qwen/Mistral layout)."""
         h, kv = self.hidden, self.hidden // self.heads * self.kv_heads
         i = self.intermediate
-        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
 
     def parameters(self) -> dict[str, int]:
         linear = self.layers * sum(a * b for a, b in self.linear_params().values())
@@ -121,7 +122,8 @@ def model_plan(cfg: RunConfig):
         info["shape_source"] = "medtune's table of published configs (KNOWN_SHAPES; offline)"
     else:
         shape = shape_from_count(name)
-        info["shape_source"] = f"estimated from the parameter count in the name ({_fmt_count(shape.parameters()['total'])}) on a Llama-like shape"
+        count = format_count(shape.parameters()["total"])
+        info["shape_source"] = f"estimated from the parameter count in the name ({count}) on a Llama-like shape"
     info["shape"] = asdict(shape)
     info["parameters"] = shape.parameters()["total"]
     return info, tokenizer, shape
@@ -163,7 +165,8 @@ def data_plan(cfg: RunConfig, tokenizer, replay_estimates: dict[str, int]) -> di
 
     sources, sample, estimate = [], [], 0
     for i, src in enumerate(cfg.data.sources):
-        entry = {"kind": src.kind, "path": src.path, "asked": {k: getattr(src, k) for k in ("count", "weight", "fraction") if getattr(src, k) is not None}}
+        asked = {k: getattr(src, k) for k in ("count", "weight", "fraction") if getattr(src, k) is not None}
+        entry = {"kind": src.kind, "path": src.path, "asked": asked}
         local = src.kind == "builtin" or Path(src.path).exists()
         if src.kind == "replay" and not local:
             earlier = replay_estimates.get(src.path)
@@ -202,7 +205,8 @@ def data_plan(cfg: RunConfig, tokenizer, replay_estimates: dict[str, int]) -> di
         tokens = {"median": statistics.median(ordered), "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max": ordered[-1],
                   "over_max_seq_length": sum(n > cfg.train.max_seq_length for n in ordered), "max_seq_length": cfg.train.max_seq_length}
     unknown = any(s["expected"] is None for s in sources)
-    return {"sources": sources, "train_records_estimate": estimate, "estimate_complete": not unknown, "tokens": tokens, "tokens_measured_by": how}
+    return {"sources": sources, "train_records_estimate": estimate, "estimate_complete": not unknown, "tokens": tokens,
+            "tokens_measured_by": how}
 
 
 def _tokens(tokenizer, example: dict) -> int:
@@ -239,7 +243,8 @@ def memory_plan(cfg: RunConfig, shape: Shape, gpu: bool = False) -> dict:
     parts = {"weights": weights, "lora_parameters": lora * 4, "lora_gradients": lora * 4, "optimizer_state": lora * state_bytes,
              "activations": activations, "logits": logits}
     out = {k: round(v / GIB, 3) for k, v in parts.items()}
-    out.update(dtype=dtype, batch_size=b, max_seq_length=s, lora_parameter_count=lora, adapted_layers=len(layers), targets=targets, total_gib=round(sum(parts.values()) / GIB, 2),
+    out.update(dtype=dtype, batch_size=b, max_seq_length=s, lora_parameter_count=lora, adapted_layers=len(layers), targets=targets,
+               total_gib=round(sum(parts.values()) / GIB, 2),
                note="rough estimate (±30%) at batch × max_seq_length; shorter batches use less; a CUDA context adds ~0.5 GiB")
     out["device"] = device_memory()
     return out
@@ -260,41 +265,5 @@ def trackers(report_to: list[str]) -> dict[str, str]:
     return {t: "ok" if t == "tensorboard" or importlib.util.find_spec(t) else f"needs 'pip install {t}'" for t in report_to}
 
 
-def _fmt_count(n: int) -> str:
+def format_count(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
-
-
-def print_plan(p: dict, console) -> None:
-    """The plan as rich tables."""
-    from rich.table import Table
-
-    for title, one in ([(s["name"] + f" (start: {s['start']})", s) for s in p["stages"]] if "stages" in p else [("", p)]):
-        m, d, mem = one["model"], one["data"], one["memory"]
-        console.rule(f"[bold]dry run{': ' + title if title else ''}")
-        status = "[green]resolved[/]" if m["status"] == "resolved" else f"[yellow]not resolved[/]: {m['error']}"
-        console.print(f"model: {m['reference']} ({m.get('kind')}, {m['quantization']}, compute {mem['dtype']}) — {status}", soft_wrap=True)
-        console.print(f"  {_fmt_count(m['parameters'])} parameters; architecture from {m['shape_source']}: {m['shape']}", soft_wrap=True)
-        table = Table(title="data (records before cleaning)")
-        for col in ("source", "status", "records", "asked", "expected in mixture"):
-            table.add_column(col)
-        for s in d["sources"]:
-            table.add_row(f"{s['kind']}:{s['path']}", s["status"], str(s["records"] if s["records"] is not None else "?"),
-                          ", ".join(f"{k}={v}" for k, v in s["asked"].items()) or "all", str(s["expected"] if s["expected"] is not None else "?"))
-        console.print(table)
-        approx = "" if d["estimate_complete"] else " (Hub sources without a count not included)"
-        steps = one["optimizer_steps"] if one["optimizer_steps"] is not None else "unknown (Hub data of unknown size; set a count or train.max_steps)"
-        console.print(f"training records ≈ {d['train_records_estimate']}{approx}; optimizer steps ≈ {steps}")
-        if d["tokens"]:
-            t = d["tokens"]
-            console.print(f"tokens per example ({d['tokens_measured_by']}): median {t['median']}, p95 {t['p95']}, max {t['max']}; "
-                          f"{t['over_max_seq_length']} over max_seq_length={t['max_seq_length']}")
-        table = Table(title=f"memory estimate, {mem['dtype']}, batch {mem['batch_size']} × {mem['max_seq_length']} tokens")
-        table.add_column("part")
-        table.add_column("GiB", justify="right")
-        for k in ("weights", "lora_parameters", "lora_gradients", "optimizer_state", "activations", "logits"):
-            table.add_row(k.replace("_", " "), f"{mem[k]:.3f}")
-        table.add_row("[bold]total", f"[bold]{mem['total_gib']:.2f}")
-        console.print(table)
-        console.print(mem["note"])
-        console.print(f"LoRA: {mem['lora_parameter_count']:,} parameters on {mem['adapted_layers']} layers × {', '.join(mem['targets'])}; device: {mem['device']}")
-        console.print(f"trackers: {one['trackers']}")

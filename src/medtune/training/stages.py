@@ -19,14 +19,20 @@ on every earlier stage's held-out split, so forgetting shows as a loss that clim
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from medtune.core.config import RunConfig, stage_config
-from medtune.core.rundir import RunDir
+from tabulate import tabulate
 
-LOWER_IS_BETTER = ("loss", "perplexity")
+from medtune.core.config import RunConfig, stage_config
+from medtune.core.models import merge_adapter
+from medtune.core.rundir import RunDir
+from medtune.evaluate.metrics import lower_is_better
+from medtune.training.pipeline import Events, run_one
+
+log = logging.getLogger(__name__)
 BOOKKEEPING = {"n", "stderr", "chance", "seconds", "bf16_scored", "rechecked_float32"}
 """Numbers a report section carries beside its metrics (sample size, chance level, how it was scored): not stage-table columns."""
 
@@ -40,32 +46,28 @@ class Stage:
     """'base' (the first stage), 'continue' or 'merge'."""
 
 
-def run_stages(cfg: RunConfig, say=print) -> dict:
-    """Prepare, train and evaluate every stage in order; returns the stage table (also on disk)."""
-    from medtune.data import prepare as data_prepare
-    from medtune.evaluate.run import evaluate
-    from medtune.training.train import train
-
+def run_stages(cfg: RunConfig, events: Events | None = None) -> dict:
+    """Prepare, train and evaluate every stage in order (``pipeline.run_one``); returns the stage table
+    (also on disk). ``events`` gets ``stage`` (``{"index", "count", "name", "start", "previous"}``)
+    before each stage, then that stage's ``run_one`` events."""
     parent = RunDir.create(cfg)
     done: list[Stage] = []
     reports: dict[str, dict] = {}
     for i, spec in enumerate(cfg.stages):
-        say(f"[bold]stage {i + 1}/{len(cfg.stages)}: {spec.name}[/bold]" + (f" (starts from {done[-1].name}: {spec.start})" if done else ""))
-        scfg = start_from(stage_config(cfg, i), spec, done[-1] if done else None)
-        srun = RunDir.create(scfg)
-        prepared = data_prepare.prepare(scfg.data)
-        data_prepare.write(prepared, srun.data)
-        say(f"prepared {len(prepared.train)} train / {len(prepared.eval)} eval records" + _replay_note(prepared.card))
-        result = train(scfg, srun)
-        say(f"trained {result.steps} steps in {result.seconds:.0f}s (train loss {_fmt(result.train_loss)})")
-        reports[spec.name] = evaluate(scfg, srun)
-        srun.update_manifest(stage={"index": i, "name": spec.name, "start": spec.start if done else "base", "parent": str(parent.path),
-                                    "previous": done[-1].name if done else None})
-        done.append(Stage(spec.name, scfg, srun, spec.start if i else "base"))
-        held_out = held_out_losses(done[-1], done)
-        reports[spec.name]["held_out_loss"] = held_out
-        table = stage_table(done, reports)
-        write_table(table, parent.path)
+        previous = done[-1] if done else None
+        start = spec.start if previous else "base"
+        log.info("stage %d/%d: %s%s", i + 1, len(cfg.stages), spec.name, f" (starts from {previous.name}: {start})" if previous else "")
+        if events is not None:
+            events("stage", {"index": i, "count": len(cfg.stages), "name": spec.name, "start": start,
+                             "previous": previous.name if previous else None})
+        scfg = start_from(stage_config(cfg, i), spec, previous)
+        result = run_one(scfg, events)
+        reports[spec.name] = result.report
+        result.run.update_manifest(stage={"index": i, "name": spec.name, "start": start, "parent": str(parent.path),
+                                          "previous": previous.name if previous else None})
+        done.append(Stage(spec.name, scfg, result.run, start))
+        reports[spec.name]["held_out_loss"] = held_out_losses(done[-1], done)
+        write_table(stage_table(done, reports), parent.path)
     base_losses = held_out_losses(done[0], done, adapter=False)
     table = stage_table(done, reports, base_losses)
     write_table(table, parent.path)
@@ -79,35 +81,20 @@ def start_from(scfg: RunConfig, spec, previous: Stage | None) -> RunConfig:
         return scfg
     if spec.start == "continue":
         if spec.model.get("name") not in (None, previous.cfg.model.name):
-            raise ValueError(f"stage {spec.name}: 'continue' trains {previous.name}'s adapter further, so it keeps that stage's base model (drop model.name or use start: merge)")
+            raise ValueError(f"stage {spec.name}: 'continue' trains {previous.name}'s adapter further, so it keeps that stage's base model "
+                             "(drop model.name or use start: merge)")
         adapter = json.loads((previous.run.adapter / "adapter_config.json").read_text())
         scfg = scfg.model_copy(deep=True)
         scfg.model.name = previous.cfg.model.name
         scfg.lora.init_adapter = str(previous.run.adapter.resolve())
         scfg.lora.r, scfg.lora.alpha = adapter["r"], adapter["lora_alpha"]  # the adapter's own shape applies; say so in config.yaml
         return scfg
-    merged = merge_adapter(previous, scfg.run_dir / "merged_base")
+    merged = scfg.run_dir / "merged_base"
+    merge_adapter(previous.cfg.model, previous.run.adapter, merged)  # previous stage's adapter into its de-quantized base
     scfg = scfg.model_copy(deep=True)
     scfg.model.name = str(merged.resolve())
     scfg.lora.init_adapter = None
     return scfg
-
-
-def merge_adapter(previous: Stage, target: Path) -> Path:
-    """Merge the previous stage's adapter into its de-quantized base and save a plain model there."""
-    from peft import PeftModel
-
-    from medtune.core.models import load_model, load_tokenizer, resolve
-
-    resolved = resolve(previous.cfg.model.name, previous.cfg.model.revision)
-    revision = previous.cfg.model.revision if resolved.kind == "hub" else None
-    model = load_model(resolved.path, "none", previous.cfg.model.resolved_dtype(), revision)
-    model = PeftModel.from_pretrained(model, str(previous.run.adapter)).merge_and_unload()
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
-    load_tokenizer(str(previous.run.adapter)).save_pretrained(target)
-    (target / "medtune_source.json").write_text(json.dumps({"merged_from": resolved.identity, "adapter": str(previous.run.adapter.resolve())}, indent=1))
-    return target
 
 
 def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> dict[str, float]:
@@ -135,10 +122,12 @@ def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> 
             dataset = examples_dataset(records, other.cfg.data.template, other.cfg.data.system_prompt)
             args = sft_config(other.cfg, stage.run, has_eval=True)
             args.report_to, args.output_dir = [], str(stage.run.eval / "tmp")
-            trainer = SFTTrainer(model=generator.model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=generator.tokenizer)
+            trainer = SFTTrainer(model=generator.model, args=args, train_dataset=dataset, eval_dataset=dataset,
+                                 processing_class=generator.tokenizer)
             metrics = trainer.evaluate()
             if "eval_loss" not in metrics:
-                raise ValueError(f"stage {other.name}: no held-out example has its answer within train.max_seq_length={other.cfg.train.max_seq_length}")
+                raise ValueError(f"stage {other.name}: no held-out example has its answer within "
+                                 f"train.max_seq_length={other.cfg.train.max_seq_length}")
             losses[other.name] = metrics["eval_loss"]
     return losses
 
@@ -189,18 +178,20 @@ def stage_table(stages: list[Stage], reports: dict[str, dict], base_losses: dict
     forgetting = []
     tuned = [r for r in rows if r["stage"] != "base"]
     for col in (c for c in columns if c not in own):
-        lower = any(word in col for word in LOWER_IS_BETTER)
+        lower = lower_is_better(col)
         best = None
         for row in tuned:
             value = row["metrics"].get(col)
             if value is None:
                 continue
             if best is not None and (value - best[1] if lower else best[1] - value) > 1e-9:
-                forgetting.append({"metric": col, "best_stage": best[0], "best": best[1], "stage": row["stage"], "value": value, "change": value - best[1]})
+                forgetting.append({"metric": col, "best_stage": best[0], "best": best[1], "stage": row["stage"], "value": value,
+                                   "change": value - best[1]})
             if best is None or (value < best[1] if lower else value > best[1]):
                 best = (row["stage"], value)
     return {"columns": columns, "rows": rows, "forgetting": forgetting,
-            "note": "each stage's own metrics are on its own held-out split; 'loss on <stage> held-out' compares every model on the same items"}
+            "note": "each stage's own metrics are on its own held-out split; "
+                    "'loss on <stage> held-out' compares every model on the same items"}
 
 
 def write_table(table: dict, out: Path) -> None:
@@ -210,43 +201,16 @@ def write_table(table: dict, out: Path) -> None:
 
 def table_markdown(table: dict) -> str:
     cols = table["columns"]
-    lines = ["# Stage by stage", "", table["note"] + ".", "", "| stage | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for row in table["rows"]:
-        lines.append(f"| {row['stage']} | " + " | ".join(_fmt(row["metrics"].get(c)) for c in cols) + " |")
+    rows = [[row["stage"], *(_fmt(row["metrics"].get(c)) for c in cols)] for row in table["rows"]]
+    markdown = tabulate(rows, headers=["stage", *cols], tablefmt="github", disable_numparse=True)
+    lines = ["# Stage by stage", "", table["note"] + ".", "", markdown]
     lines += ["", "## Forgetting", ""]
     if not table["forgetting"]:
         lines.append("No metric got worse after a later stage.")
     for f in table["forgetting"]:
-        lines.append(f"- **{f['metric']}**: {_fmt(f['best'])} after {f['best_stage']} → {_fmt(f['value'])} after {f['stage']} ({f['change']:+.4f})")
+        lines.append(f"- **{f['metric']}**: {_fmt(f['best'])} after {f['best_stage']} → {_fmt(f['value'])} after {f['stage']} "
+                     f"({f['change']:+.4f})")
     return "\n".join(lines) + "\n"
-
-
-def rich_table(table: dict):
-    """The stage table for the terminal: each cell coloured by its change from the row above."""
-    from rich.table import Table
-
-    out = Table(title="stage by stage (red = worse than the row above)")
-    out.add_column("metric")
-    for row in table["rows"]:
-        out.add_column(row["stage"], justify="right")
-    for col in table["columns"]:
-        lower = any(word in col for word in LOWER_IS_BETTER)
-        cells, previous = [], None
-        for row in table["rows"]:
-            value = row["metrics"].get(col)
-            cell = _fmt(value)
-            if value is not None and previous is not None and abs(value - previous) > 1e-9:
-                worse = value > previous if lower else value < previous
-                cell = f"[{'red' if worse else 'green'}]{cell}[/]"
-            cells.append(cell)
-            previous = value if value is not None else previous
-        out.add_row(col, *cells)
-    return out
-
-
-def _replay_note(card: dict) -> str:
-    replays = [s for s in card["sources"] if s["kind"] == "replay"]
-    return "".join(f" (replay of {Path(s['path']).name}: {s['records_used']} of {s['records_loaded']} records)" for s in replays)
 
 
 def _fmt(value) -> str:

@@ -16,18 +16,23 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import math
 import random
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tabulate import tabulate
 
 from medtune.core.config import RunConfig, dump_config, point_config
 from medtune.core.rundir import RunDir
-from medtune.training.stages import LOWER_IS_BETTER, report_metrics
+from medtune.evaluate.metrics import lower_is_better
+from medtune.training.pipeline import Events, run_one
+from medtune.training.stages import report_metrics
+
+log = logging.getLogger(__name__)
 
 FIRST_COLUMNS = ("train_loss", "eval_loss")
 
@@ -35,19 +40,17 @@ FIRST_COLUMNS = ("train_loss", "eval_loss")
 def points(cfg: RunConfig) -> list[dict[str, Any]]:
     """The sweep's points as ``{dotted key: value}``, in grid order (a seeded sample in random mode)."""
     grid = cfg.sweep.grid
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())] if grid else [{}]
     if cfg.sweep.mode == "random":
         n = min(cfg.sweep.samples, len(combos))
         combos = [combos[i] for i in sorted(random.Random(cfg.sweep.seed).sample(range(len(combos)), n))]
     return combos
 
 
-def run_sweep(cfg: RunConfig, say=print) -> dict:
-    """Run every (point, seed) in turn; write the comparison files; return the summary."""
-    from medtune.data import prepare as data_prepare
-    from medtune.evaluate.run import evaluate
-    from medtune.training.train import train
-
+def run_sweep(cfg: RunConfig, events: Events | None = None) -> dict:
+    """Run every (point, seed) in turn (``pipeline.run_one``); write the comparison files; return the summary.
+    ``events`` gets ``point`` (``{"index", "count", "label", "seed", "name"}``) before each run, then
+    that run's ``run_one`` events."""
     root = RunDir.create(cfg)
     seeds = cfg.sweep.seeds or [None]
     todo = points(cfg)
@@ -56,19 +59,15 @@ def run_sweep(cfg: RunConfig, say=print) -> dict:
     for i, point in enumerate(todo):
         for seed in seeds:
             name = f"p{i:02d}" + (f"-s{seed}" if seed is not None else "")
-            say(f"[bold]point {i + 1}/{len(todo)}[/bold] {_label(point)}" + (f" seed {seed}" if seed is not None else ""))
+            log.info("point %d/%d %s%s", i + 1, len(todo), _label(point), f" seed {seed}" if seed is not None else "")
+            if events is not None:
+                events("point", {"index": i, "count": len(todo), "label": _label(point), "seed": seed, "name": name})
             pcfg = point_config(cfg, point, seed, str(root.path / "points"), name)
-            run = RunDir.create(pcfg)
             key = json.dumps(pcfg.data.model_dump(mode="json"), sort_keys=True)
-            if key in prepared:
-                shutil.copytree(prepared[key], run.data, dirs_exist_ok=True)
-            else:
-                data_prepare.write(data_prepare.prepare(pcfg.data), run.data)
-                prepared[key] = run.data
-            result = train(pcfg, run)
-            report = evaluate(pcfg, run)
-            rows.append({"point": i, "seed": pcfg.train.seed, "run_dir": str(run.path), **{k: point[k] for k in point},
-                         **run_metrics(run, report, result.steps)})
+            result = run_one(pcfg, events, data_from=prepared.get(key))
+            prepared.setdefault(key, result.run.data)
+            rows.append({"point": i, "seed": pcfg.train.seed, "run_dir": str(result.run.path), **{k: point[k] for k in point},
+                         **run_metrics(result.run, result.report, result.train.steps)})
     summary = summarise(cfg, todo, rows)
     write_outputs(cfg, root.path, rows, summary)
     return summary
@@ -90,10 +89,11 @@ def run_metrics(run: RunDir, report: dict, steps: int) -> dict[str, float]:
     return metrics
 
 
-def lower_is_better(cfg: RunConfig, metric: str) -> bool:
+def sweep_lower_is_better(cfg: RunConfig, metric: str) -> bool:
+    """``sweep.greater_is_better`` when set, else the metric's own direction (``metrics.lower_is_better``)."""
     if cfg.sweep.greater_is_better is not None:
         return not cfg.sweep.greater_is_better
-    return any(word in metric for word in LOWER_IS_BETTER)
+    return lower_is_better(metric)
 
 
 def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
@@ -119,7 +119,7 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
     scored = [p for p in per_point if metric in p["metrics"]]
     if not scored:
         raise ValueError(f"sweep.metric: no run reported '{metric}' (have: {', '.join(metrics)})")
-    lower = lower_is_better(cfg, metric)
+    lower = sweep_lower_is_better(cfg, metric)
     best = (min if lower else max)(scored, key=lambda p: p["metrics"][metric]["mean"])
     return {"metric": metric, "lower_is_better": lower, "metrics": metrics, "points": per_point, "best": best["point"],
             "best_values": best["values"], "seeds": cfg.sweep.seeds}
@@ -154,10 +154,9 @@ def summary_markdown(summary: dict) -> str:
     ms = summary["metrics"]
     lines = ["# Sweep", "", f"Best point by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better): "
              f"**{summary['points'][summary['best']]['label']}**. Cells: mean ± 95% CI half-width across seeds (Student's t).", ""]
-    lines += ["| point | " + " | ".join(ms) + " |", "|---" * (len(ms) + 1) + "|"]
-    for p in summary["points"]:
-        mark = " **(best)**" if p["point"] == summary["best"] else ""
-        lines.append(f"| {p['label']}{mark} | " + " | ".join(cell(p["metrics"].get(m)) for m in ms) + " |")
+    rows = [[p["label"] + (" **(best)**" if p["point"] == summary["best"] else ""), *(cell(p["metrics"].get(m)) for m in ms)]
+            for p in summary["points"]]
+    lines.append(tabulate(rows, headers=["point", *ms], tablefmt="github", disable_numparse=True))
     return "\n".join(lines) + "\n"
 
 
@@ -171,7 +170,7 @@ def plot(summary: dict, path: Path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(math.ceil(len(ms) / 4), min(len(ms), 4), squeeze=False).ravel()
     labels = [p["label"] or f"p{p['point']}" for p in summary["points"]]
-    for ax, m in zip(axes, ms):
+    for ax, m in zip(axes, ms, strict=False):  # more axes than metrics: the rest are hidden below
         cells = [p["metrics"].get(m) for p in summary["points"]]
         means = [c["mean"] if c else math.nan for c in cells]
         errors = [c["ci95"] if c and c["ci95"] is not None else 0 for c in cells]

@@ -9,6 +9,7 @@ history and curves go into the run directory.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
 from medtune.data.templates import examples_dataset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -114,7 +117,8 @@ def schedule_args(t, has_eval: bool) -> dict:
         save_steps=t.save_steps or 500,
     )
     if t.keep_best and evaluate != "no":
-        args.update(save_strategy=evaluate, save_steps=t.eval_steps or 500, load_best_model_at_end=True, metric_for_best_model=t.best_metric)
+        args.update(save_strategy=evaluate, save_steps=t.eval_steps or 500, load_best_model_at_end=True,
+                    metric_for_best_model=t.best_metric)
     return args
 
 
@@ -124,7 +128,8 @@ def check_trackers(report_to: list[str]) -> None:
 
     for name in report_to:
         if name != "tensorboard" and importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(f"train.report_to: '{name}' needs the '{name}' package (pip install {name}), or drop it from report_to")
+            raise ModuleNotFoundError(f"train.report_to: '{name}' needs the '{name}' package (pip install {name}), "
+                                      "or drop it from report_to")
 
 
 def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
@@ -159,10 +164,11 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     # TRL drops examples whose answer was truncated away entirely; say so rather than lose them quietly.
     dropped = len(train_ds) - examples_in(trainer.train_dataset)
     if dropped and trainer.is_world_process_zero():
-        print(f"warning: {dropped} training examples had no answer tokens left within max_seq_length={cfg.train.max_seq_length} and were dropped")
+        log.warning("%d training examples had no answer tokens left within max_seq_length=%d and were dropped",
+                    dropped, cfg.train.max_seq_length)
     checkpoint = last_checkpoint(run.checkpoints) if resume else None
     if resume and checkpoint is None:
-        print(f"no checkpoint in {run.checkpoints}; starting from scratch")
+        log.warning("no checkpoint in %s; starting from scratch", run.checkpoints)
     start = time.time()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.time() - start
@@ -179,7 +185,8 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         seed=cfg.train.seed,
         base_model=resolved.identity,
         data={name: sha256_file(run.data / name) for name in ("train.jsonl", "eval.jsonl") if (run.data / name).exists()},
-        train={**result.__dict__, "resumed_from": str(checkpoint) if checkpoint else None, "trainable_parameters": _trainable(trainer.model),
+        train={**result.__dict__, "resumed_from": str(checkpoint) if checkpoint else None,
+               "trainable_parameters": _trainable(trainer.model),
                "processes": trainer.args.world_size, "init_adapter": cfg.lora.init_adapter,
                "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric},
         adapter={"sha256": sha256_file(run.adapter / "adapter_model.safetensors")},
@@ -194,22 +201,27 @@ def examples_in(dataset) -> int:
     return len(dataset)
 
 
-def main_process_first():
-    """Under ``accelerate launch`` (several processes), the main process runs the block first and the others
-    wait for it (e.g. it prepares the data, they then read it); a plain run gets a no-op context."""
-    from contextlib import nullcontext
+def process_state():
+    """This process's place among the ones ``accelerate launch`` started (``accelerate.PartialState``).
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return nullcontext()
+    A plain ``python -m medtune`` run gets a single-process state (distributed type ``NO``): no process
+    group is created and nothing changes for the trainer, which builds its own state anyway. Under
+    ``accelerate launch`` it joins the same process group the trainer joins (gloo on a CPU, as
+    ``SFTConfig(use_cpu=True)`` asks for)."""
     import torch
     from accelerate import PartialState
 
-    # the same process group the trainer joins (gloo on a CPU, as SFTConfig(use_cpu=True) asks for)
-    return PartialState(cpu=not torch.cuda.is_available()).main_process_first()
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def main_process_first():
+    """Under ``accelerate launch`` (several processes), the main process runs the block first and the others
+    wait for it (e.g. it prepares the data, they then read it); in a plain run the block just runs."""
+    return process_state().main_process_first()
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return process_state().is_main_process
 
 
 def keep_adapter_fp32(model) -> None:
@@ -257,7 +269,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     for name, points in series.items():
         if points:
             ax = ax_loss if "loss" in name else ax_acc
-            ax.plot(*zip(*points), marker="o", markersize=3, label=name)
+            ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
     for ax, title in ((ax_loss, "loss"), (ax_acc, "token accuracy")):
         ax.set_xlabel("step")
         ax.set_title(title)
