@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 
+from medtune.core.config import DEFAULT_DISCLAIMER
 from medtune.guardrails import Guardrails
 from medtune.inference.chat import ChatSession
 from medtune.inference.loading import check_quantization, resolve_config
@@ -92,11 +93,14 @@ class Models:
 
 
 def banner(guardrails: Guardrails) -> str:
-    number = guardrails.config.resources.emergency
+    """The banner above the chat: the configured disclaimer (the one wording every answer ends with) and the emergency number."""
+    import html
+
+    config = guardrails.config
+    text = html.escape(config.disclaimer_text or DEFAULT_DISCLAIMER)
     return (
-        f"<div id='disclaimer-banner' role='alert'><strong>⚕️ Not medical advice.</strong> medtune gives general health "
-        f"information from a research model; it can be wrong. <strong>In an emergency call {number} now.</strong> "
-        "For your own situation, talk to a doctor or pharmacist.</div>"
+        f"<div id='disclaimer-banner' role='alert'><strong>⚕️ Not medical advice.</strong> {text} "
+        f"<strong>In an emergency call {html.escape(config.resources.emergency)} now.</strong></div>"
     )
 
 

@@ -67,7 +67,13 @@ def resolve(reference: str, revision: str | None = None) -> ResolvedModel:
     if reference in BUILTIN_MODELS:
         gguf = builtin_gguf(reference)
         path = gguf_to_hf(gguf)
-        identity = {"reference": reference, "kind": "builtin", "gguf": gguf.name, "sha256": _cached_hash(gguf), "upstream": BUILTIN_MODELS[reference][2]}
+        identity = {
+            "reference": reference,
+            "kind": "builtin",
+            "gguf": gguf.name,
+            "sha256": _cached_hash(gguf),
+            "upstream": BUILTIN_MODELS[reference][2],
+        }
         return ResolvedModel(reference, "builtin", str(path), identity)
     p = Path(reference).expanduser()
     if p.suffix == ".gguf":
@@ -84,7 +90,12 @@ def resolve(reference: str, revision: str | None = None) -> ResolvedModel:
             f"model '{reference}' is not a built-in name ({', '.join(BUILTIN_MODELS)}), a .gguf file, "
             "a local model directory, or a Hugging Face id (org/name)"
         )
-    return ResolvedModel(reference, "hub", reference, {"reference": reference, "kind": "hub", "revision": revision or "main", **_hub_commit(reference, revision)})
+    return ResolvedModel(
+        reference,
+        "hub",
+        reference,
+        {"reference": reference, "kind": "hub", "revision": revision or "main", **_hub_commit(reference, revision)},
+    )
 
 
 def _hub_commit(repo_id: str, revision: str | None) -> dict:
@@ -132,9 +143,7 @@ def gguf_to_hf(gguf: Path) -> Path:
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
-    )
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
     # The weights are dense now; drop the GGUF quantizer so the model saves as plain safetensors.
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
@@ -208,16 +217,19 @@ def load_model(path: str, quantization: str = "none", dtype: str = "bfloat16", r
     return model
 
 
-def load_base(cfg: "ModelConfig", quantization: str | None = None):
+def load_base(cfg: ModelConfig, quantization: str | None = None):
     """Resolve and load the configured base model and its tokenizer."""
     resolved = resolve(cfg.name, cfg.revision)
     tokenizer = load_tokenizer(resolved.path, cfg.revision if resolved.kind == "hub" else None)
-    model = load_model(resolved.path, quantization or cfg.quantization, cfg.resolved_dtype(), cfg.revision if resolved.kind == "hub" else None)
+    model = load_model(
+        resolved.path, quantization or cfg.quantization, cfg.resolved_dtype(), cfg.revision if resolved.kind == "hub" else None
+    )
     return resolved, tokenizer, model
 
 
-def merge_adapter(base: ModelConfig, adapter: str | Path, target: str | Path, dtype: str | None = None,
-                  before_merge=None, before_save=None) -> dict:
+def merge_adapter(
+    base: ModelConfig, adapter: str | Path, target: str | Path, dtype: str | None = None, before_merge=None, before_save=None
+) -> dict:
     """Merge a PEFT adapter into its base and save a plain model: safetensors, the adapter's tokenizer
     and ``medtune_source.json`` (what was merged). Returns that provenance.
 

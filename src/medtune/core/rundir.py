@@ -21,7 +21,19 @@ from pathlib import Path
 
 from medtune.core.config import RunConfig, dump_config, load_config
 
-LIBRARIES = ("medtune", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "rouge-score", "sacrebleu", "bert-score")
+LIBRARIES = (
+    "medtune",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "rouge-score",
+    "sacrebleu",
+    "bert-score",
+)
 
 
 class RunDir:
@@ -37,7 +49,7 @@ class RunDir:
     eval = property(lambda self: self.path / "eval")
 
     @classmethod
-    def create(cls, cfg: RunConfig) -> "RunDir":
+    def create(cls, cfg: RunConfig) -> RunDir:
         run = cls(cfg.run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run.config)

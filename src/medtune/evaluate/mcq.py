@@ -111,13 +111,22 @@ def letter_token_ids(tokenizer, letters) -> dict[str, int]:
         whole = tokenizer("Answer: " + letter)["input_ids"]
         continuation = whole[len(context) :]
         if whole[: len(context)] != context or len(continuation) != 1:
-            raise ValueError(f"the tokenizer splits ' {letter}' after 'Answer:' into {len(continuation)} tokens; one forward pass needs one")
+            raise ValueError(
+                f"the tokenizer splits ' {letter}' after 'Answer:' into {len(continuation)} tokens; one forward pass needs one"
+            )
         ids[letter] = continuation[0]
     return ids
 
 
-def score_loglik(model, tokenizer, items: list[Item], batch_size: int = 8, progress: bool = False, precision: str = "bf16_checked",
-                 recheck_margin: float = RECHECK_MARGIN) -> list[dict]:
+def score_loglik(
+    model,
+    tokenizer,
+    items: list[Item],
+    batch_size: int = 8,
+    progress: bool = False,
+    precision: str = "bf16_checked",
+    recheck_margin: float = RECHECK_MARGIN,
+) -> list[dict]:
     """Per item: the letters' log-probabilities after the prompt and the chosen letter (argmax).
 
     ``precision="bf16_checked"`` on a float32 model where bf16 is fast (``models.fast_bf16``): every
@@ -181,7 +190,13 @@ def _letter_logprobs(model, tokenizer, items: list[Item], batch_size: int, progr
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for row, i in enumerate(chunk):
             scores = {k: float(logprobs[row, ids[k]]) for k in items[i].options}
-            out[i] = {"id": items[i].id, "answer": items[i].answer, "choice": max(scores, key=scores.get), "logprobs": scores, "precision": precision}
+            out[i] = {
+                "id": items[i].id,
+                "answer": items[i].answer,
+                "choice": max(scores, key=scores.get),
+                "logprobs": scores,
+                "precision": precision,
+            }
     return out
 
 
@@ -239,8 +254,18 @@ def summary(scored: list[dict], items: list[Item], samples: int = 1000, seed: in
     return out
 
 
-def evaluate_benchmark(generator, items: list[Item], mode: str, gen_cfg, batch_size: int = 8, samples: int = 1000, seed: int = 0,
-                       progress: bool = False, precision: str = "bf16_checked", recheck_margin: float = RECHECK_MARGIN) -> tuple[dict, dict[str, list[dict]]]:
+def evaluate_benchmark(
+    generator,
+    items: list[Item],
+    mode: str,
+    gen_cfg,
+    batch_size: int = 8,
+    samples: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+    precision: str = "bf16_checked",
+    recheck_margin: float = RECHECK_MARGIN,
+) -> tuple[dict, dict[str, list[dict]]]:
     """Score one model on one benchmark: ``(summary, {mode: per-item rows})``.
 
     For ``both`` the summary's headline accuracy is the log-likelihood one and the generative
@@ -258,8 +283,17 @@ def evaluate_benchmark(generator, items: list[Item], mode: str, gen_cfg, batch_s
     return result, rows
 
 
-def score_model(generator, gen_cfg, benches, mode: str = "loglik", batch_size: int = 8, samples: int = 1000, seed: int = 0,
-                progress: bool = True, precision: str = "bf16_checked") -> dict[str, dict]:
+def score_model(
+    generator,
+    gen_cfg,
+    benches,
+    mode: str = "loglik",
+    batch_size: int = 8,
+    samples: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    precision: str = "bf16_checked",
+) -> dict[str, dict]:
     """``{bench.name: summary}`` for one model (``medtune mcq`` and the benchmark script)."""
     import time
 

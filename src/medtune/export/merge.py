@@ -72,7 +72,13 @@ def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
     merge_adapter(cfg.model, run.adapter, target, dtype, before_merge=logits_before, before_save=check_and_configure)
     check = seen["check"]
     (target / "merge_check.json").write_text(json.dumps(check, indent=2))
-    log.info("merged (%s) → %s: max |Δlogit| %.2e vs base+adapter (tolerance %.0e)", dtype, target, check["max_abs_logit_diff"], check["tolerance"])
+    log.info(
+        "merged (%s) → %s: max |Δlogit| %.2e vs base+adapter (tolerance %.0e)",
+        dtype,
+        target,
+        check["max_abs_logit_diff"],
+        check["tolerance"],
+    )
     return {"path": str(target), "stop_ids": seen["stops"], **check}
 
 

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Fine-tune small LLMs into safe medical Q&A assistants.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Fine-tune small LLMs into safe medical Q&A assistants.",
+)
 console = Console()
 
 ConfigArg = typer.Argument(..., help="YAML config file.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config key, e.g. --set train.learning_rate=1e-4 (repeatable).")
+
+
+@app.callback()
+def _logging(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show the library's progress log (warnings are always shown)."),
+) -> None:
+    """Fine-tune small LLMs into safe medical Q&A assistants."""
+    # the library logs (logging.getLogger(__name__)); the CLI decides what a person sees, and how
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("medtune")
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)  # commands render their own progress
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        logger.addHandler(RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False))
 
 
 def _config(path: Path | None, overrides: list[str] | None):

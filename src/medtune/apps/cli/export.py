@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -16,11 +15,11 @@ from medtune.apps.cli.app import SetOpt, _config, _fail, command, console
 def export(
     run_dir: Path = typer.Argument(..., help="Run directory with a trained adapter."),
     formats: list[str] = typer.Option(["merged"], "--format", "-f", help="merged | gguf | ollama | vllm (repeatable or comma-separated)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Export directory (default RUN_DIR/export)."),
-    dtype: Optional[str] = typer.Option(None, help="Merged model precision: bfloat16 | float16 | float32 (export.dtype)."),
-    quant: Optional[str] = typer.Option(None, help="GGUF types, comma-separated, e.g. f16,q8_0 (export.gguf_types)."),
-    push_to_hub: Optional[str] = typer.Option(None, help="Upload the export to this Hugging Face Hub model repo."),
-    overrides: Optional[list[str]] = SetOpt,
+    output: Path | None = typer.Option(None, "--output", "-o", help="Export directory (default RUN_DIR/export)."),
+    dtype: str | None = typer.Option(None, help="Merged model precision: bfloat16 | float16 | float32 (export.dtype)."),
+    quant: str | None = typer.Option(None, help="GGUF types, comma-separated, e.g. f16,q8_0 (export.gguf_types)."),
+    push_to_hub: str | None = typer.Option(None, help="Upload the export to this Hugging Face Hub model repo."),
+    overrides: list[str] | None = SetOpt,
 ):
     """Export a run: merged safetensors, verified GGUF, Ollama Modelfile, vLLM command, model card."""
     from medtune.core.rundir import RunDir

@@ -20,7 +20,8 @@ class SourceConfig(Section):
     kind: str = "generic"
     """Adapter name (generic, chatdoctor, medquad, medqa, medmcqa, pubmedqa, reasoning, notechat, flashcards, builtin, replay)."""
     path: str
-    """Local file/dir, Hugging Face dataset id, 'starter' for the built-in starter set; for replay, an earlier run dir, its data/ dir or a train.jsonl."""
+    """Local file/dir, Hugging Face dataset id, 'starter' for the built-in starter set; for replay, an earlier run
+    dir, its data/ dir or a train.jsonl."""
     fields: dict[str, str] = {}
     """Field mapping for generic files: question/answer/id/reasoning -> column name."""
     options: dict[str, Any] = {}
@@ -28,16 +29,18 @@ class SourceConfig(Section):
     count: int | None = Field(None, gt=0)
     """Records this source puts into the mixture: a seeded sample drawn after cleaning (every record when it has fewer, unless replace)."""
     weight: float | None = Field(None, gt=0)
-    """Relative share in the mixture: weighted sources split data.total minus the other sources' records, or, without data.total, make the largest mixture in these proportions that repeats no record."""
+    """Relative share in the mixture: weighted sources split data.total minus the other sources' records, or,
+    without data.total, make the largest mixture in these proportions that repeats no record."""
     fraction: float | None = Field(None, gt=0, le=1)
     """Seeded sample of this share of the records loaded (0 < f <= 1); for replay, the share of the earlier stage's training mixture."""
     replace: bool = False
-    """Let count or weight ask for more records than the source has: every record repeats, then a seeded sample for the rest (copies get ids '<id>#2'...)."""
+    """Let count or weight ask for more records than the source has: every record repeats, then a seeded sample
+    for the rest (copies get ids '<id>#2'...)."""
     license: str | None = None
     """Licence tag override."""
 
     @model_validator(mode="after")
-    def _one_share(self) -> "SourceConfig":
+    def _one_share(self) -> SourceConfig:
         asked = [name for name in ("count", "weight", "fraction") if getattr(self, name) is not None]
         if len(asked) > 1:
             raise ValueError(f"give one of count, weight or fraction, not {' and '.join(asked)}")
@@ -48,7 +51,8 @@ class DataConfig(Section):
     sources: list[SourceConfig] = [SourceConfig(kind="builtin", path="starter")]
     """Where records come from."""
     total: int | None = Field(None, gt=0)
-    """Total records in the mixture: each weighted source gets round(left * w / sum(w)), left = total minus the unweighted sources' records; more than a source has is an error unless it sets replace."""
+    """Total records in the mixture: each weighted source gets round(left * w / sum(w)), left = total minus the
+    unweighted sources' records; more than a source has is an error unless it sets replace."""
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     """Persona system prompt put before every conversation (training, eval, ask)."""
     template: Literal["chat", "alpaca", "reasoning"] = "chat"
@@ -86,7 +90,7 @@ class DataConfig(Section):
     """Seed for sampling and the split."""
 
     @model_validator(mode="after")
-    def _total_needs_weights(self) -> "DataConfig":
+    def _total_needs_weights(self) -> DataConfig:
         if self.total is not None and not any(src.weight is not None for src in self.sources):
             raise ValueError("total needs at least one source with a weight (it is shared among the weighted sources)")
         return self

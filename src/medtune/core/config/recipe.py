@@ -46,7 +46,7 @@ class SweepConfig(Section):
     """Seed of the random sample."""
 
     @model_validator(mode="after")
-    def _points(self) -> "SweepConfig":
+    def _points(self) -> SweepConfig:
         if any(not values for values in self.grid.values()):
             raise ValueError("every grid key needs at least one value")
         if self.mode == "random" and self.samples is None:

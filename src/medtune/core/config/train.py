@@ -70,7 +70,7 @@ class TrainConfig(Section):
         return value
 
     @model_validator(mode="after")
-    def _best_needs_eval(self) -> "TrainConfig":
+    def _best_needs_eval(self) -> TrainConfig:
         if self.eval_strategy == "steps" and not self.eval_steps:
             raise ValueError("eval_strategy 'steps' needs eval_steps")
         if self.keep_best and self.schedule() == "no":
