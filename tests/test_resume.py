@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_overrides
+from helpers import REPO, tiny_overrides
 
 from medtune.core.assets import sha256_file
 from medtune.core.config import dump_config, load_config

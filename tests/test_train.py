@@ -72,7 +72,7 @@ def test_loss_is_on_assistant_tokens_only(trained_run, base_model_dir):
 
 def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir, monkeypatch):
     """Overfit 4 examples for a few steps: the adapter moves and the loss on them drops."""
-    from conftest import REPO, tiny_overrides
+    from helpers import REPO, tiny_overrides
     from transformers import set_seed
     from trl import SFTTrainer
 
