@@ -21,6 +21,34 @@ def base_model_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, base_model_dir) -> Path:
+    """A tiny random Llama (2 layers, width 64, ~3.3M parameters, most of them the tied embedding),
+    built offline from a config and saved with the built-in model's tokenizer and chat template as a
+    local Hugging Face directory: ``model.name=<it>`` for tests of the pipeline's mechanics (steps,
+    resume, packing, masking, trainer args), where the real weights are not what is tested. Same
+    architecture family as SmolLM2 (Llama), so the same code paths (LoRA targets, 4-bit, sdpa).
+    Initialised 10x wider than the default (std 0.2): its outputs then depend visibly on the context,
+    which the packing test's control (attention leaking across examples changes a loss) needs."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    config = LlamaConfig(
+        num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(tokenizer), tie_word_embeddings=True, max_position_embeddings=2048, initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():  # the same weights every session, and the global RNG left as it was
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    GenerationConfig.from_pretrained(base_model_dir).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, base_model_dir):
     """One real tiny QLoRA run (prepare → train → evaluate), shared by tests that inspect it."""
     from medtune.core.config import load_config
