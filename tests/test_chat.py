@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 from rich.console import Console
 
 from medtune.apps.repl import repl

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_overrides
+from helpers import REPO, tiny_overrides
 from safetensors.torch import load_file
 
 from medtune.core.config import dump_config, load_config

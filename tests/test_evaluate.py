@@ -5,7 +5,7 @@ import json
 import shutil
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from medtune.evaluate.run import METRICS
 

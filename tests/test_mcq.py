@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, shared
+from helpers import REPO, shared
 
 from medtune.core.config import MCQBenchmark
 from medtune.data.errors import DataError

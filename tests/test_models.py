@@ -64,3 +64,19 @@ def test_hub_id_offline_is_a_clear_fast_error(tmp_path):
     assert out.returncode != 0
     assert "cannot load 'Qwen/Qwen2.5-0.5B-Instruct' from the Hugging Face Hub" in out.stderr
     assert time.time() - start < 60
+
+
+def test_tiny_model_loads_like_a_base_model(tiny_model_dir, base_model_dir):
+    """The fast tier's model: a local directory that load_base resolves and quantizes like any base, with
+    the built-in model's tokenizer and chat template, so templates and masking behave as on the real one."""
+    from medtune.core.config import ModelConfig
+    from medtune.core.models import load_base
+
+    resolved, tok, model = load_base(ModelConfig(name=str(tiny_model_dir), quantization="4bit"))
+    assert resolved.kind == "local" and Path(resolved.path) == tiny_model_dir.resolve()
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    assert model.num_parameters() < 5e6 and model.config.vocab_size == len(tok)
+    real = load_tokenizer(str(base_model_dir))
+    assert tok.chat_template == real.chat_template and tok.eos_token == real.eos_token == "<|im_end|>"
+    chat = [{"role": "user", "content": "hi"}]
+    assert tok.apply_chat_template(chat, add_generation_prompt=True) == real.apply_chat_template(chat, add_generation_prompt=True)

@@ -164,7 +164,7 @@ def test_max_tokens_counts_with_the_models_tokenizer(tmp_path, base_model_dir):
     which would keep 4 of these 14 records rather than 10), and the card says so."""
     import json
 
-    from conftest import REPO
+    from helpers import REPO
     from typer.testing import CliRunner
 
     from medtune.apps.cli import app

@@ -4,7 +4,7 @@
 import json
 
 import pytest
-from conftest import REPO, SHARED_DATA
+from helpers import REPO, SHARED_DATA
 from typer.testing import CliRunner
 
 from medtune.apps.cli import app

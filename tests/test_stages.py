@@ -4,7 +4,7 @@ merge), replay draws the asked share of stage 1's mixture, and the stage table s
 import json
 
 import pytest
-from conftest import REPO, tiny_overrides
+from helpers import REPO, tiny_overrides
 from safetensors.torch import load_file
 
 from medtune.core.config import ConfigError, load_config, stage_config

@@ -4,7 +4,7 @@ import csv
 import json
 
 import pytest
-from conftest import REPO, tiny_overrides
+from helpers import REPO, tiny_overrides
 
 from medtune.core.config import ConfigError, load_config
 from medtune.training.sweep import points, run_sweep, summarise

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from medtune.apps.ui import EXAMPLES, answer_turn, build, parse_auth
 from medtune.core.config import load_config
