@@ -57,7 +57,12 @@ def main() -> None:
         hf_dir = Path(resolve("smollm2-135m-instruct").path)
         gguf = Path(to_gguf(hf_dir, Path(tempfile.mkdtemp()), [args.gguf_type])[args.gguf_type])
     tok = AutoTokenizer.from_pretrained(hf_dir)
-    prompts = [tok(tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True), add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    prompts = [
+        tok(
+            tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True), add_special_tokens=False
+        )["input_ids"]
+        for p in PROMPTS
+    ]
     n = args.new_tokens
 
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
@@ -67,7 +72,9 @@ def main() -> None:
     for p in prompts:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(torch.tensor([p]), max_new_tokens=n, min_new_tokens=n, do_sample=False, temperature=None, top_p=None, top_k=None)
+            out = model.generate(
+                torch.tensor([p]), max_new_tokens=n, min_new_tokens=n, do_sample=False, temperature=None, top_p=None, top_k=None
+            )
         hf_seconds += time.perf_counter() - start
         hf_tokens += out.shape[1] - len(p)
     del model

@@ -47,7 +47,8 @@ def main() -> None:
     for bench in benches:
         results.update(score_model(generator, cfg.generation, [bench], args.mode, batch_size=8))
         r = results[bench.name]
-        line = f"{bench.name:9s} n={r['n']:4d} accuracy {r['accuracy']:.3f} ± {r['stderr']:.3f} (95% CI {r['ci'][0]:.3f}–{r['ci'][1]:.3f}) chance {r['chance']:.3f}  {r['seconds']:.0f}s"
+        line = (f"{bench.name:9s} n={r['n']:4d} accuracy {r['accuracy']:.3f} ± {r['stderr']:.3f} "
+                f"(95% CI {r['ci'][0]:.3f}–{r['ci'][1]:.3f}) chance {r['chance']:.3f}  {r['seconds']:.0f}s")
         if "generate" in r:
             g = r["generate"]
             line += f"  | generate {g['accuracy']:.3f} ± {g['stderr']:.3f}, unparseable {g['unparseable_rate']:.1%}"

@@ -27,6 +27,7 @@ import json
 import os
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,14 +133,15 @@ def kernel_speeds(model, items, tokenizer, batch_size: int) -> None:
             t = {}
             for dtype in (torch.float32, torch.bfloat16):
                 x, w = torch.randn(rows, k, dtype=dtype, device=device), torch.randn(n, k, dtype=dtype, device=device)
-                t[dtype] = seconds(lambda: F.linear(x, w))
+                t[dtype] = seconds(partial(F.linear, x, w))
             print(f"  linear {name:14s} {rows * k * n / t[torch.float32] / 1e9:6.0f} -> {rows * k * n / t[torch.bfloat16] / 1e9:6.0f} "
                   f"GMAC/s ({t[torch.float32] / t[torch.bfloat16]:.2f}x)")
         t = {}
         for dtype in (torch.float32, torch.bfloat16):
             q = torch.randn(batch_size, heads, length, dim, dtype=dtype, device=device)
             k_, v = (torch.randn(batch_size, kv, length, dim, dtype=dtype, device=device) for _ in range(2))
-            t[dtype] = seconds(lambda: F.scaled_dot_product_attention(q, k_, v, is_causal=True, enable_gqa=heads != kv), repeat=5)
+            attention = partial(F.scaled_dot_product_attention, q, k_, v, is_causal=True, enable_gqa=heads != kv)
+            t[dtype] = seconds(attention, repeat=5)
         print(f"  causal SDPA attention          {t[torch.float32] * 1e3:6.1f} -> {t[torch.bfloat16] * 1e3:6.1f} ms per layer "
               f"({t[torch.float32] / t[torch.bfloat16]:.2f}x)")
 
@@ -158,7 +160,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--device", default=None, help="where both scorers run (default: cuda when there is one, else cpu)")
-    ap.add_argument("--precision-check", action="store_true", help="also score in plain bf16: largest margin shift vs float32, and its time")
+    ap.add_argument(
+        "--precision-check", action="store_true", help="also score in plain bf16: largest margin shift vs float32, and its time",
+    )
     ap.add_argument("--kernels", action="store_true", help="also time the model's matmul and attention shapes in float32 and bf16")
     args = ap.parse_args()
     items = load_benchmark(MCQBenchmark(name=args.kind, kind=args.kind, path=args.file, limit=args.limit, only_ids=args.only_ids), seed=0)
@@ -175,22 +179,29 @@ def main() -> None:
         same_fast += a["choice"] == c
         same_exact += b["choice"] == c
         flag = "same" if a["choice"] == b["choice"] == c else "DIFFERENT"
-        print(f"{it.id:32s} gold {it.answer}  medtune {a['choice']} ({a['precision']}{', rechecked' if a.get('rechecked') else ''}, "
-              f"margin {top_margin(b['logprobs']):.3f})  medtune-fp32 {b['choice']}  lm-eval {c}  {flag}")
+        print(
+            f"{it.id:32s} gold {it.answer}  medtune {a['choice']} ({a['precision']}{', rechecked' if a.get('rechecked') else ''}, "
+            f"margin {top_margin(b['logprobs']):.3f})  medtune-fp32 {b['choice']}  lm-eval {c}  {flag}"
+        )
     n = len(items)
     rechecked = sum(bool(r.get("rechecked")) for r in fast)
     print(f"gold accuracy: {sum(r['choice'] == r['answer'] for r in exact) / n:.3f}; distinct lm-eval answers: {sorted(set(theirs))}")
     print(f"agreement with lm-eval: medtune (default, bf16_checked) {same_fast}/{n} items identical; medtune float32 {same_exact}/{n}")
     mode = "bf16 autocast + float32 re-check" if bf16_autocast_helps(model) else "float32 (no fast bf16 on this machine)"
     print(f"medtune default scoring here: {mode}; {rechecked}/{n} items re-checked in float32 (margin < {RECHECK_MARGIN})")
-    print(f"scoring time on {device} (batch size {args.batch_size}, {n} items): medtune default {t_fast:.1f}s, medtune float32 {t_exact:.1f}s, "
-          f"lm-eval float32 {t_theirs:.1f}s -> medtune default {t_theirs / t_fast:.2f}x faster than lm-eval, "
-          f"float32 like for like {t_theirs / t_exact:.2f}x")
+    print(
+        f"scoring time on {device} (batch size {args.batch_size}, {n} items): "
+        f"medtune default {t_fast:.1f}s, medtune float32 {t_exact:.1f}s, "
+        f"lm-eval float32 {t_theirs:.1f}s -> medtune default {t_theirs / t_fast:.2f}x faster than lm-eval, "
+        f"float32 like for like {t_theirs / t_exact:.2f}x"
+    )
     if args.precision_check:
         plain, t_plain = medtune_rows(model, tokenizer, items, args.batch_size, "bf16_checked", recheck_margin=0.0)  # nothing re-checked
         flips = sum(x["choice"] != y["choice"] for x, y in zip(exact, plain))
-        print(f"plain bf16 vs float32: largest letter-margin shift {margin_shift(exact, plain):.3f} nats; {flips}/{n} choices differ "
-              f"(re-check margin {RECHECK_MARGIN}); plain bf16 took {t_plain:.1f}s = {t_theirs / t_plain:.2f}x faster than lm-eval")
+        print(
+            f"plain bf16 vs float32: largest letter-margin shift {margin_shift(exact, plain):.3f} nats; {flips}/{n} choices differ "
+            f"(re-check margin {RECHECK_MARGIN}); plain bf16 took {t_plain:.1f}s = {t_theirs / t_plain:.2f}x faster than lm-eval"
+        )
     if args.kernels:
         kernel_speeds(model, items, tokenizer, args.batch_size)
 

@@ -57,11 +57,15 @@ async def client(i: int, n: int, url: str, max_tokens: int, deadline: float, res
             prompt = EMERGENCY[(i + j) % len(EMERGENCY)] if emergency else BENIGN[(i + j) % len(BENIGN)]
             start = time.perf_counter()
             try:
-                r = await http.post(url, json={"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0})
+                r = await http.post(
+                    url, json={"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0}
+                )
                 status, triage = r.status_code, (r.json().get("medtune") or {}).get("triage") if r.status_code == 200 else None
             except Exception as e:  # a transport error is a lost request
                 status, triage = f"lost:{type(e).__name__}", None
-            results.append({"kind": "emergency" if emergency else "benign", "status": status, "triage": triage, "seconds": time.perf_counter() - start})
+            results.append(
+                {"kind": "emergency" if emergency else "benign", "status": status, "triage": triage, "seconds": time.perf_counter() - start}
+            )
 
 
 def main() -> None:
@@ -115,17 +119,27 @@ def main() -> None:
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1
     lost = expected - len(results) + sum(1 for r in sent if str(r["status"]).startswith("lost"))
     five = sum(1 for r in sent if isinstance(r["status"], int) and r["status"] >= 500 and r["status"] != 503)
-    print(f"\n{args.clients} clients x {args.requests} requests = {expected}; sent {len(sent)} in {wall:.1f}s ({len(results) - len(sent)} skipped at the deadline)")
+    print(
+        f"\n{args.clients} clients x {args.requests} requests = {expected}; sent {len(sent)} in {wall:.1f}s "
+        f"({len(results) - len(sent)} skipped at the deadline)"
+    )
     print(f"status counts: {dict(sorted(by_status.items(), key=str))}")
-    print(f"answered 200: {by_status.get(200, 0)}   429 (queue full): {by_status.get(429, 0)}   503 (queue timeout): {by_status.get(503, 0)}")
+    print(
+        f"answered 200: {by_status.get(200, 0)}   429 (queue full): {by_status.get(429, 0)}   503 (queue timeout): {by_status.get(503, 0)}"
+    )
     print(f"other 5xx: {five}   lost: {lost}   no-5xx requests: {len(sent) - five - by_status.get(503, 0)}")
     wrong = [r for r in sent if r["status"] == 200 and (r["triage"] == "emergency") != (r["kind"] == "emergency")]
-    print(f"emergency prompts triaged as such: {sum(1 for r in sent if r['kind'] == 'emergency' and r['triage'] == 'emergency')}"
-          f"/{sum(1 for r in sent if r['kind'] == 'emergency' and r['status'] == 200)}; mis-triaged: {len(wrong)}")
+    print(
+        f"emergency prompts triaged as such: {sum(1 for r in sent if r['kind'] == 'emergency' and r['triage'] == 'emergency')}"
+        f"/{sum(1 for r in sent if r['kind'] == 'emergency' and r['status'] == 200)}; mis-triaged: {len(wrong)}"
+    )
     for kind in ("benign", "emergency"):
         lat = [r["seconds"] for r in sent if r["kind"] == kind and r["status"] == 200]
         if lat:
-            print(f"latency {kind:9s} (200s, n={len(lat)}): p50 {pct(lat, 0.5):.2f}s  p95 {pct(lat, 0.95):.2f}s  mean {statistics.mean(lat):.2f}s")
+            print(
+                f"latency {kind:9s} (200s, n={len(lat)}): p50 {pct(lat, 0.5):.2f}s  p95 {pct(lat, 0.95):.2f}s  "
+                f"mean {statistics.mean(lat):.2f}s"
+            )
     rejected = [r["seconds"] for r in sent if r["status"] in (429, 503)]
     if rejected:
         print(f"latency of refusals (429/503, n={len(rejected)}): p50 {pct(rejected, 0.5):.3f}s  p95 {pct(rejected, 0.95):.3f}s")

@@ -61,7 +61,13 @@ SETUPS = {
     "dynamic padding": {"packing": False, "group_by_length": False, "pad_to_max": False},
     "+ group_by_length": {"packing": False, "group_by_length": True, "pad_to_max": False},
     "medtune packing (padding-free)": {"packing": True, "group_by_length": False, "pad_to_max": False},
-    "naive, TRL defaults (bf16, ckpt)": {"packing": False, "group_by_length": False, "pad_to_max": True, "bf16": True, "checkpointing": True},
+    "naive, TRL defaults (bf16, ckpt)": {
+        "packing": False,
+        "group_by_length": False,
+        "pad_to_max": True,
+        "bf16": True,
+        "checkpointing": True,
+    },
     "medtune packing + bf16 autocast": {"packing": True, "group_by_length": False, "pad_to_max": False, "bf16": True},
 }
 """Setups 5-6 run under bf16 autocast (float32 weights). 5 is what a script gets from TRL's own
@@ -82,10 +88,16 @@ def measure(name: str, setup: dict, records, args, tmp: str) -> dict:
     from medtune.training.train import examples_dataset, peft_config, sft_config
 
     batch = args.packed_batch if setup["packing"] else args.batch
-    cfg = load_config(None, base_overrides(tmp, args) + [
-        f"name=setup{list(SETUPS).index(name) + 1}", f"train.packing={setup['packing']}",
-        f"train.group_by_length={setup['group_by_length']}", f"train.batch_size={batch}",
-    ])
+    cfg = load_config(
+        None,
+        base_overrides(tmp, args)
+        + [
+            f"name=setup{list(SETUPS).index(name) + 1}",
+            f"train.packing={setup['packing']}",
+            f"train.group_by_length={setup['group_by_length']}",
+            f"train.batch_size={batch}",
+        ],
+    )
     sft_args = sft_config(cfg, RunDir.create(cfg), False)
     if setup["pad_to_max"]:
         sft_args.pad_to_multiple_of = cfg.train.max_seq_length
@@ -100,13 +112,27 @@ def measure(name: str, setup: dict, records, args, tmp: str) -> dict:
             if logs and "num_tokens" in logs:
                 marks.append((time.perf_counter(), time.process_time(), float(logs["num_tokens"])))
 
-    trainer = SFTTrainer(model=model, args=sft_args, train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt), processing_class=tok,
-                         peft_config=peft_config(cfg, model), callbacks=[Clock()])
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_args,
+        train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt),
+        processing_class=tok,
+        peft_config=peft_config(cfg, model),
+        callbacks=[Clock()],
+    )
     trainer.train()
     (t0, c0, n0), (t1, c1, n1) = marks[0], marks[-1]
-    return {"setup": name, "batch": batch, "steps_timed": len(marks) - 1, "real_tokens": n1 - n0, "seconds": t1 - t0,
-            "cpu_seconds": c1 - c0, "tokens_per_s": (n1 - n0) / (t1 - t0), "tokens_per_cpu_s": (n1 - n0) / (c1 - c0),
-            "flops_per_token": flops_per_token(model, min(cfg.lora.layers or [0]))}
+    return {
+        "setup": name,
+        "batch": batch,
+        "steps_timed": len(marks) - 1,
+        "real_tokens": n1 - n0,
+        "seconds": t1 - t0,
+        "cpu_seconds": c1 - c0,
+        "tokens_per_s": (n1 - n0) / (t1 - t0),
+        "tokens_per_cpu_s": (n1 - n0) / (c1 - c0),
+        "flops_per_token": flops_per_token(model, min(cfg.lora.layers or [0])),
+    }
 
 
 def flops_per_token(model, lowest_layer: int) -> float:
@@ -131,7 +157,7 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
         t, c = time.perf_counter(), time.process_time()
         torch.mm(a, b)
         wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
-    return 2 * n ** 3 / wall, 2 * n ** 3 / cpu
+    return 2 * n**3 / wall, 2 * n**3 / cpu
 
 
 def rss_child(kind: str, args) -> None:
@@ -142,10 +168,17 @@ def rss_child(kind: str, args) -> None:
     from medtune.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(None, base_overrides(tmp, args) + [
-            f"name={kind}", f"model.quantization={'4bit' if kind == 'qlora' else 'none'}", "train.max_steps=2",
-            "train.packing=true", f"train.batch_size={args.packed_batch}",
-        ])
+        cfg = load_config(
+            None,
+            base_overrides(tmp, args)
+            + [
+                f"name={kind}",
+                f"model.quantization={'4bit' if kind == 'qlora' else 'none'}",
+                "train.max_steps=2",
+                "train.packing=true",
+                f"train.batch_size={args.packed_batch}",
+            ],
+        )
         run = RunDir.create(cfg)
         data_prepare.write(data_prepare.prepare(cfg.data), run.data)
         train(cfg, run)
@@ -155,8 +188,18 @@ def rss_child(kind: str, args) -> None:
 def peak_rss(args) -> dict[str, float]:
     out = {}
     for kind in ("lora", "qlora"):
-        cmd = [sys.executable, __file__, "--rss-child", kind, "--max-length", str(args.max_length),
-               "--packed-batch", str(args.packed_batch), "--chatdoctor", str(args.chatdoctor)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--rss-child",
+            kind,
+            "--max-length",
+            str(args.max_length),
+            "--packed-batch",
+            str(args.packed_batch),
+            "--chatdoctor",
+            str(args.chatdoctor),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[kind] = json.loads(proc.stdout.strip().splitlines()[-1])["max_rss_mib"]
     return out
@@ -186,11 +229,19 @@ def profile_packed_step(records, args, tmp: str) -> None:
     from medtune.core.rundir import RunDir
     from medtune.training.train import examples_dataset, peft_config, sft_config
 
-    cfg = load_config(None, base_overrides(tmp, args) + ["name=profile", "train.packing=true", "train.max_steps=2",
-                                                         f"train.batch_size={args.packed_batch}"])
+    cfg = load_config(
+        None,
+        base_overrides(tmp, args) + ["name=profile", "train.packing=true", "train.max_steps=2", f"train.batch_size={args.packed_batch}"],
+    )
     _, tok, model = load_base(cfg.model)
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, RunDir.create(cfg), False), train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt),
-                         processing_class=tok, peft_config=peft_config(cfg, model), callbacks=[Prof()])
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(cfg, RunDir.create(cfg), False),
+        train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt),
+        processing_class=tok,
+        peft_config=peft_config(cfg, model),
+        callbacks=[Prof()],
+    )
     trainer.train()
     print(state["p"].key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
@@ -199,8 +250,23 @@ def run_parallel(numbers, args) -> list[dict]:
     """One subprocess per setup, started together: a shared machine's load hits them alike."""
     procs = []
     for i in numbers:
-        cmd = [sys.executable, __file__, "--json", "--setups", str(i), "--steps", str(args.steps), "--batch", str(args.batch),
-               "--packed-batch", str(args.packed_batch), "--max-length", str(args.max_length), "--chatdoctor", str(args.chatdoctor)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--json",
+            "--setups",
+            str(i),
+            "--steps",
+            str(args.steps),
+            "--batch",
+            str(args.batch),
+            "--packed-batch",
+            str(args.packed_batch),
+            "--max-length",
+            str(args.max_length),
+            "--chatdoctor",
+            str(args.chatdoctor),
+        ]
         # one thread each: oversubscribed OpenMP threads spin, and the spinning counts as CPU time
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env))
@@ -226,16 +292,19 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="profile one packed step instead of the comparison")
     ap.add_argument("--rss-child", choices=["lora", "qlora"], help=argparse.SUPPRESS)
     ap.add_argument("--only-rss", action="store_true", help="only the peak RSS comparison")
-    ap.add_argument("--parallel", action="store_true",
-                    help="run the setups at the same time, one subprocess each, so they share the same machine load")
+    ap.add_argument(
+        "--parallel", action="store_true", help="run the setups at the same time, one subprocess each, so they share the same machine load"
+    )
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
         return rss_child(args.rss_child, args)
     if args.only_rss:
         rss = peak_rss(args)
-        print(f"peak RSS of a medtune training process (packed, max_length {args.max_length}): "
-              f"LoRA fp32 {rss['lora']:.0f} MiB, QLoRA 4-bit {rss['qlora']:.0f} MiB ({rss['qlora'] / rss['lora']:.2f}x)")
+        print(
+            f"peak RSS of a medtune training process (packed, max_length {args.max_length}): "
+            f"LoRA fp32 {rss['lora']:.0f} MiB, QLoRA 4-bit {rss['qlora']:.0f} MiB ({rss['qlora'] / rss['lora']:.2f}x)"
+        )
         return
 
     import torch
@@ -260,23 +329,36 @@ def main() -> None:
     per_token = rows[0]["flops_per_token"]
     naive = rows[0]
     peak_wall, peak_cpu = max(peak[0], peak_after[0]), max(peak[1], peak_after[1])
-    print(f"\ndata: {len(records)} dialogues ({'starter + GenMedGPT-5k sample' if CHATDOCTOR.exists() else 'starter set'}), "
-          f"max_length {args.max_length}; torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"fp32 matmul peak (2048^3): {peak_wall / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} GFLOP per CPU-second; "
-          f"useful model FLOPs per real token {per_token / 1e6:.0f} M")
-    print("tok/s = real tokens per wall second; tok/CPU-s = per second of this process's CPU time (stable when other\n"
-          "processes share the machine); the ratio and MFU use CPU time: MFU = tok/CPU-s x FLOPs/token / matmul FLOP per CPU-s")
-    header = f"{'setup':32} {'batch':>5} {'steps':>5} {'real tok':>9} {'wall s':>7} {'tok/s':>7} {'tok/CPU-s':>9} {'vs naive':>8} {'MFU':>6}"
+    print(
+        f"\ndata: {len(records)} dialogues ({'starter + GenMedGPT-5k sample' if CHATDOCTOR.exists() else 'starter set'}), "
+        f"max_length {args.max_length}; torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"fp32 matmul peak (2048^3): {peak_wall / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} GFLOP per CPU-second; "
+        f"useful model FLOPs per real token {per_token / 1e6:.0f} M"
+    )
+    print(
+        "tok/s = real tokens per wall second; tok/CPU-s = per second of this process's CPU time (stable when other\n"
+        "processes share the machine); the ratio and MFU use CPU time: MFU = tok/CPU-s x FLOPs/token / matmul FLOP per CPU-s"
+    )
+    header = (
+        f"{'setup':32} {'batch':>5} {'steps':>5} {'real tok':>9} {'wall s':>7} {'tok/s':>7} {'tok/CPU-s':>9} {'vs naive':>8} {'MFU':>6}"
+    )
     print(header + "\n" + "-" * len(header))
     for r in rows:
         mfu = r["tokens_per_cpu_s"] * per_token / peak_cpu
-        print(f"{r['setup']:32} {r['batch']:>5} {r['steps_timed']:>5} {r['real_tokens']:>9.0f} {r['seconds']:>7.1f} "
-              f"{r['tokens_per_s']:>7.1f} {r['tokens_per_cpu_s']:>9.2f} {r['tokens_per_cpu_s'] / naive['tokens_per_cpu_s']:>7.2f}x {mfu:>6.1%}")
+        print(
+            f"{r['setup']:32} {r['batch']:>5} {r['steps_timed']:>5} {r['real_tokens']:>9.0f} {r['seconds']:>7.1f} "
+            f"{r['tokens_per_s']:>7.1f} {r['tokens_per_cpu_s']:>9.2f} "
+            f"{r['tokens_per_cpu_s'] / naive['tokens_per_cpu_s']:>7.2f}x {mfu:>6.1%}"
+        )
     if args.rss:
         rss = peak_rss(args)
-        print(f"\npeak RSS of a medtune training process (packed, max_length {args.max_length}): "
-              f"LoRA fp32 {rss['lora']:.0f} MiB, QLoRA 4-bit {rss['qlora']:.0f} MiB ({rss['qlora'] / rss['lora']:.2f}x)")
+        print(
+            f"\npeak RSS of a medtune training process (packed, max_length {args.max_length}): "
+            f"LoRA fp32 {rss['lora']:.0f} MiB, QLoRA 4-bit {rss['qlora']:.0f} MiB ({rss['qlora'] / rss['lora']:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,15 @@ def tiny_model_dir(tmp_path_factory, base_model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def builtin_generator(base_model_dir):
+    """The built-in model as a ``Generator`` (de-quantized, no adapter), loaded once for the session."""
+    from medtune.inference.loading import load_generator
+
+    generator, _ = load_generator(str(base_model_dir), "none")
+    return generator
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, base_model_dir):
     """One real tiny QLoRA run (prepare → train → evaluate), shared by tests that inspect it."""
     from medtune.core.config import load_config

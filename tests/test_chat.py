@@ -76,9 +76,8 @@ def test_chat_config_section():
 
 
 @pytest.fixture(scope="module")
-def generator(base_model_dir):
-    gen, _ = load_generator(str(base_model_dir), "none")
-    return gen
+def generator(builtin_generator):
+    return builtin_generator
 
 
 @pytest.fixture(scope="module")

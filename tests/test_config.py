@@ -20,7 +20,9 @@ def test_defaults_and_yaml(tmp_path):
 
 
 def test_set_overrides_win_over_yaml(tmp_path):
-    cfg = load_config(write(tmp_path, "train:\n  learning_rate: 1.0e-4\n"), ["train.learning_rate=3e-4", "lora.target_modules=[q_proj, v_proj]"])
+    cfg = load_config(
+        write(tmp_path, "train:\n  learning_rate: 1.0e-4\n"), ["train.learning_rate=3e-4", "lora.target_modules=[q_proj, v_proj]"]
+    )
     assert cfg.train.learning_rate == 3e-4
     assert cfg.lora.target_modules == ["q_proj", "v_proj"]
 
@@ -59,6 +61,8 @@ def test_resolved_config_round_trips(tmp_path):
     assert again == cfg and isinstance(again, RunConfig)
 
 
-@pytest.mark.parametrize("path", sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name != "accelerate"), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name != "accelerate"), ids=lambda p: p.name
+)
 def test_shipped_configs_validate(path):
     load_config(path)

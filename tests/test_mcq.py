@@ -43,7 +43,9 @@ def test_real_benchmark_files():
     assert text.startswith("Abstract: ") and "\nQuestion: " in text and text.endswith("C. maybe\nAnswer:")
     # the expert set restricted to the test ids is the lettered test file, item for item
     by_id = {it.id.split("-", 1)[1]: it for it in lettered}
-    same = [it for it in expert if by_id[it.id.split("-", 1)[1]].answer == it.answer and by_id[it.id.split("-", 1)[1]].question == it.question]
+    same = [
+        it for it in expert if by_id[it.id.split("-", 1)[1]].answer == it.answer and by_id[it.id.split("-", 1)[1]].question == it.question
+    ]
     assert len(same) == 500
 
 
@@ -55,10 +57,19 @@ def test_hub_benchmark_fails_fast_offline(monkeypatch):
     assert time.time() - start < 30
 
 
-@pytest.mark.parametrize("text, letter", [
-    ("B", "B"), ("(C) Vitamin D", "C"), ("D. Pancreas is where insulin is made.", "D"), ("The correct answer is A.", "A"),
-    ("I think the answer: c", "C"), ("Heart", "B"), ("I am not sure.", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "text, letter",
+    [
+        ("B", "B"),
+        ("(C) Vitamin D", "C"),
+        ("D. Pancreas is where insulin is made.", "D"),
+        ("The correct answer is A.", "A"),
+        ("I think the answer: c", "C"),
+        ("Heart", "B"),
+        ("I am not sure.", None),
+        ("", None),
+    ],
+)
 def test_parse_letter(text, letter):
     options = {"A": "Liver", "B": "Heart", "C": "Kidney", "D": "Lung"}
     assert mcq.parse_letter(text, options) == letter
@@ -149,8 +160,23 @@ def test_generative_scoring_reports_unparseable_rate(base_model_dir):
 
 @pytest.mark.slow
 def test_agrees_with_lm_evaluation_harness():
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks/mcq_vs_lmeval.py"), "--file", str(FIXTURE), "--kind", "mcq", "--limit", "4",
-                          "--batch-size", "4"], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))})
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks/mcq_vs_lmeval.py"),
+            "--file",
+            str(FIXTURE),
+            "--kind",
+            "mcq",
+            "--limit",
+            "4",
+            "--batch-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "medtune (default, bf16_checked) 4/4 items identical; medtune float32 4/4" in out.stdout, out.stdout

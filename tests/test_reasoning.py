@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from helpers import REPO
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -33,8 +34,6 @@ SETTINGS = ["--set", "generation.temperature=0", "--set", "generation.max_new_to
 
 @pytest.fixture(scope="module")
 def reasoning_run(tmp_path_factory):
-    from conftest import REPO
-
     from medtune.core.rundir import RunDir
     from medtune.inference.loading import load_generator
 

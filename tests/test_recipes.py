@@ -35,8 +35,16 @@ def test_recipe_hyperparameters():
     replay = [src for src in dmt.stages[1].data["sources"] if src["kind"] == "replay"]
     assert replay == [{"kind": "replay", "path": "knowledge", "fraction": 0.1}]
     medibot = load_config(RECIPES / "medibot.yaml")
-    assert (medibot.data.template, medibot.lora.r, medibot.lora.alpha, medibot.lora.dropout, medibot.train.lr_scheduler, medibot.train.epochs,
-            medibot.train.eval_strategy, medibot.train.keep_best) == ("alpaca", 16, 32, 0.05, "cosine", 3, "epoch", True)
+    assert (
+        medibot.data.template,
+        medibot.lora.r,
+        medibot.lora.alpha,
+        medibot.lora.dropout,
+        medibot.train.lr_scheduler,
+        medibot.train.epochs,
+        medibot.train.eval_strategy,
+        medibot.train.keep_best,
+    ) == ("alpaca", 16, 32, 0.05, "cosine", 3, "epoch", True)
     chatdoctor = load_config(RECIPES / "chatdoctor_qlora.yaml")
     assert chatdoctor.model.name == "Qwen/Qwen2.5-0.5B-Instruct" and chatdoctor.model.quantization == "4bit"
     assert chatdoctor.data.sources[0].path == "lavita/ChatDoctor-HealthCareMagic-100k" and chatdoctor.eval.compare_base
@@ -108,7 +116,12 @@ def test_eval_each_epoch_and_keep_best_reach_the_trainer(tmp_path):
 
     cfg = load_config(RECIPES / "medibot.cpu.yaml", [f"output_dir={tmp_path}"])
     args = sft_config(cfg, RunDir(cfg.run_dir), has_eval=True)
-    assert (args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.metric_for_best_model) == ("epoch", "epoch", True, "eval_loss")
+    assert (args.eval_strategy, args.save_strategy, args.load_best_model_at_end, args.metric_for_best_model) == (
+        "epoch",
+        "epoch",
+        True,
+        "eval_loss",
+    )
     assert args.greater_is_better is False
     steps = load_config(None, ["train.eval_steps=4", "train.keep_best=true", "train.best_metric=eval_mean_token_accuracy"])
     args = sft_config(steps, RunDir(tmp_path / "s"), has_eval=True)

@@ -9,7 +9,6 @@ import pytest
 
 from medtune.core.config import load_config
 from medtune.guardrails import Guardrails
-from medtune.inference.loading import load_generator
 from medtune.inference.responder import Responder
 
 EMERGENCY = "My father suddenly has crushing chest pain spreading to his left arm and he is sweating."
@@ -18,9 +17,8 @@ LONG = "List thirty healthy foods, one per line, with a short note on each."
 
 
 @pytest.fixture(scope="module")
-def generator(base_model_dir):
-    gen, _ = load_generator(str(base_model_dir), "none")
-    return gen
+def generator(builtin_generator):
+    return builtin_generator
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,20 @@ STARTER = "{kind: builtin, path: starter, count: 12}"
 
 def two_stages(tmp, name: str, start: str) -> list[str]:
     return tiny_overrides(tmp, name) + [
-        "train.max_steps=1", "train.max_seq_length=64", "train.report_to=[]", "eval.compare_base=true", "eval.max_samples=1", "eval.max_new_tokens=4",
-        "data.eval_max=2", "lora.dropout=0", "model.quantization=none", "train.learning_rate=1e-3",
-        "stages=[{name: one, data: {sources: [%s]}}, "
-        "{name: two, start: %s, data: {sources: [{kind: generic, path: %s, count: 6}, {kind: replay, path: one, count: 3}]}, train: {learning_rate: 1.0e-3, max_seq_length: 40}}]"
-        % (STARTER, start, FIXTURE),
+        "train.max_steps=1",
+        "train.max_seq_length=64",
+        "train.report_to=[]",
+        "eval.compare_base=true",
+        "eval.max_samples=1",
+        "eval.max_new_tokens=4",
+        "data.eval_max=2",
+        "lora.dropout=0",
+        "model.quantization=none",
+        "train.learning_rate=1e-3",
+        f"stages=[{{name: one, data: {{sources: [{STARTER}]}}}}, "
+        f"{{name: two, start: {start}, data: {{sources: [{{kind: generic, path: {FIXTURE}, count: 6}}, "
+        "{kind: replay, path: one, count: 3}]}, "
+        "train: {learning_rate: 1.0e-3, max_seq_length: 40}}]",
     ]
 
 
@@ -97,7 +106,9 @@ def test_two_stages_with_replay(tmp_path):
     saved = json.loads((tmp_path / "st" / "stages.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(table["rows"]))
     md = (tmp_path / "st" / "stages.md").read_text()
-    assert {"base", "one", "two"} <= {line.split("|")[1].strip() for line in md.splitlines() if line.startswith("|")} and "## Forgetting" in md
+    assert {"base", "one", "two"} <= {
+        line.split("|")[1].strip() for line in md.splitlines() if line.startswith("|")
+    } and "## Forgetting" in md
 
 
 def _base_dir() -> str:
@@ -113,10 +124,16 @@ def test_stage_table_reads_any_metric_and_flags_forgetting(tmp_path):
 
     cfg = load_config(None, tiny_overrides(tmp_path))
     reports = {
-        "one": {"results": {"base": {"eval_loss": 2.0}, "finetuned": {"eval_loss": 1.5, "rougeL": 0.2}},
-                "mcq": {"medqa": {"base": {"accuracy": 0.30}, "finetuned": {"accuracy": 0.45, "n": 8}}}, "held_out_loss": {"one": 1.5}},
-        "two": {"results": {"base": {"eval_loss": 1.9}, "finetuned": {"eval_loss": 1.2, "rougeL": 0.3}},
-                "mcq": {"medqa": {"base": {"accuracy": 0.45}, "finetuned": {"accuracy": 0.35}}}, "held_out_loss": {"one": 1.8, "two": 1.2}},
+        "one": {
+            "results": {"base": {"eval_loss": 2.0}, "finetuned": {"eval_loss": 1.5, "rougeL": 0.2}},
+            "mcq": {"medqa": {"base": {"accuracy": 0.30}, "finetuned": {"accuracy": 0.45, "n": 8}}},
+            "held_out_loss": {"one": 1.5},
+        },
+        "two": {
+            "results": {"base": {"eval_loss": 1.9}, "finetuned": {"eval_loss": 1.2, "rougeL": 0.3}},
+            "mcq": {"medqa": {"base": {"accuracy": 0.45}, "finetuned": {"accuracy": 0.35}}},
+            "held_out_loss": {"one": 1.8, "two": 1.2},
+        },
     }
     # sample sizes and the like are not metrics: no "mcq.medqa.n" column
     assert report_metrics(reports["one"]) == {"eval_loss": 1.5, "rougeL": 0.2, "mcq.medqa.accuracy": 0.45}
@@ -154,9 +171,16 @@ def test_stages_and_sweeps_count_max_tokens_with_the_models_tokenizer_like_run(t
     assert any(tokens[i] <= limit < estimate[i] for i in tokens), "a record the estimate would drop but the tokenizer keeps"
 
     common = tiny_overrides(tmp_path) + [
-        f"data.sources=[{{kind: generic, path: {FIXTURE}}}]", f"data.max_tokens={limit}", "data.eval_max=1",
-        "model.quantization=none", "train.report_to=[]", "train.max_steps=1", "train.max_seq_length=64",
-        "eval.compare_base=false", "eval.max_samples=1", "eval.max_new_tokens=2",
+        f"data.sources=[{{kind: generic, path: {FIXTURE}}}]",
+        f"data.max_tokens={limit}",
+        "data.eval_max=1",
+        "model.quantization=none",
+        "train.report_to=[]",
+        "train.max_steps=1",
+        "train.max_seq_length=64",
+        "eval.compare_base=false",
+        "eval.max_samples=1",
+        "eval.max_new_tokens=2",
     ]
 
     def kept(run_dir) -> set[str]:

@@ -25,8 +25,12 @@ def test_points_grid_and_seeded_random_sample(tmp_path):
 
 def test_summary_mean_ci_and_direction(tmp_path):
     cfg = load_config(None, tiny_overrides(tmp_path) + ["sweep={grid: {lora.r: [4, 8]}, seeds: [1, 2], metric: rougeL}"])
-    rows = [{"point": 0, "seed": 1, "lora.r": 4, "eval_loss": 2.0, "rougeL": 0.10}, {"point": 0, "seed": 2, "lora.r": 4, "eval_loss": 2.2, "rougeL": 0.20},
-            {"point": 1, "seed": 1, "lora.r": 8, "eval_loss": 1.0, "rougeL": 0.05}, {"point": 1, "seed": 2, "lora.r": 8, "eval_loss": 1.2, "rougeL": 0.07}]
+    rows = [
+        {"point": 0, "seed": 1, "lora.r": 4, "eval_loss": 2.0, "rougeL": 0.10},
+        {"point": 0, "seed": 2, "lora.r": 4, "eval_loss": 2.2, "rougeL": 0.20},
+        {"point": 1, "seed": 1, "lora.r": 8, "eval_loss": 1.0, "rougeL": 0.05},
+        {"point": 1, "seed": 2, "lora.r": 8, "eval_loss": 1.2, "rougeL": 0.07},
+    ]
     summary = summarise(cfg, points(cfg), rows)
     assert summary["best"] == 0 and not summary["lower_is_better"], "rougeL: higher is better"
     cell = summary["points"][0]["metrics"]["rougeL"]
@@ -38,11 +42,21 @@ def test_summary_mean_ci_and_direction(tmp_path):
 
 @pytest.mark.slow
 def test_two_point_sweep_writes_the_table_and_picks_the_best(tmp_path):
-    cfg = load_config(None, tiny_overrides(tmp_path, "sw") + [
-        f"data.sources=[{{kind: generic, path: {FIXTURE}, count: 12}}]", "model.quantization=none", "train.report_to=[]",
-        "train.max_steps=1", "train.max_seq_length=64", "eval.compare_base=false", "eval.max_samples=1", "eval.max_new_tokens=4",
-        "sweep={grid: {train.learning_rate: [1.0e-5, 3.0e-3]}, metric: eval_loss}",
-    ])
+    cfg = load_config(
+        None,
+        tiny_overrides(tmp_path, "sw")
+        + [
+            f"data.sources=[{{kind: generic, path: {FIXTURE}, count: 12}}]",
+            "model.quantization=none",
+            "train.report_to=[]",
+            "train.max_steps=1",
+            "train.max_seq_length=64",
+            "eval.compare_base=false",
+            "eval.max_samples=1",
+            "eval.max_new_tokens=4",
+            "sweep={grid: {train.learning_rate: [1.0e-5, 3.0e-3]}, metric: eval_loss}",
+        ],
+    )
     summary = run_sweep(cfg)
     out = tmp_path / "sw"
     for name in ("sweep.csv", "sweep.md", "sweep.json", "sweep.png", "best_config.yaml"):
@@ -54,7 +68,9 @@ def test_two_point_sweep_writes_the_table_and_picks_the_best(tmp_path):
     assert summary["best"] == losses.index(min(losses))
     for r in rows:  # every point is an ordinary, self-describing run directory; data prepared once
         assert (tmp_path / r["run_dir"] / "adapter" / "adapter_model.safetensors").is_file()
-        assert (tmp_path / r["run_dir"] / "data" / "train.jsonl").read_text() == (out / "points" / "p00" / "data" / "train.jsonl").read_text()
+        assert (tmp_path / r["run_dir"] / "data" / "train.jsonl").read_text() == (
+            out / "points" / "p00" / "data" / "train.jsonl"
+        ).read_text()
     best = load_config(out / "best_config.yaml")
     assert best.sweep is None and best.train.learning_rate == [1e-5, 3e-3][summary["best"]]
     md = (out / "sweep.md").read_text()

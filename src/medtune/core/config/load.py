@@ -60,7 +60,10 @@ def read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
         raise ConfigError(f"{where}: base: expected the path of another config file")
     if depth >= MAX_BASE_DEPTH:
         raise ConfigError(f"{where}: base: more than {MAX_BASE_DEPTH} levels of inheritance (a cycle?)")
-    return merge(read_yaml(path.parent / base, depth + 1), data)
+    parent = path.parent / base
+    if not parent.is_file():
+        raise ConfigError(f"{where}: base: {parent}: config file not found")
+    return merge(read_yaml(parent, depth + 1), data)
 
 
 def validate(data: dict[str, Any], where: str = "<config>") -> RunConfig:
