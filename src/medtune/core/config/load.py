@@ -36,7 +36,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key.sub=value")
-        set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "", item)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)})") from None
+        set_dotted(data, key.strip(), value, item)
     return validate(data, where)
 
 
@@ -46,7 +50,9 @@ def read_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{where}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
