@@ -1,7 +1,8 @@
 """Hypothesis profiles for the fuzz tests (tests/test_fuzz_*.py).
 
-``ci`` (the default): few examples, derandomized and without the example database, so ``make test``
-stays short and gives the same result on every machine. ``fuzz``: thousands of random examples,
+``ci`` (the default): few examples (``MEDTUNE_FUZZ_EXAMPLES`` sets how many, in
+either profile), derandomized and without the example database, so ``make test`` stays short and gives
+the same result on every machine. ``fuzz``: thousands of random examples,
 for a deliberate search (``HYPOTHESIS_PROFILE=fuzz pytest tests/test_fuzz_data.py --hypothesis-show-statistics``).
 An example that runs past the deadline fails: a pathological input must not hang an adapter.
 """
@@ -26,7 +27,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",
-    max_examples=2000,
+    max_examples=int(os.environ.get("MEDTUNE_FUZZ_EXAMPLES", "2000")),
     derandomize=False,
     database=None,
     deadline=timedelta(seconds=20),
