@@ -291,6 +291,10 @@ def json_file(draw, rows: list[dict]) -> Fuzzed:
         body = b"\xef\xbb\xbf" + body
     if draw(st.booleans()):
         body = body.replace(b"\n", b"\r\n")
+    try:  # one JSON document: text that is not UTF-8 anywhere in it (an unpaired surrogate written raw) spoils the whole file
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        bad = True
     return Fuzzed("rows.json", body, len(items), whole_file_bad=bad or not body.strip(b"\xef\xbb\xbf \n\r"))
 
 
@@ -607,3 +611,21 @@ def test_medquad_xml_repeated_pair_id_is_counted(tmp_path):
     assert len(records) == 1 and skips.total == 1
     with pytest.raises(DataError, match=r"0001\.xml:1: field 'QAPair' record id .* repeats"):
         load_source(SourceConfig(kind="medquad", path=str(tmp_path / "MedQuAD")), "raise", SkipLog())
+
+
+@pytest.mark.timeout(60)
+def test_notechat_long_run_of_blank_lines_is_read_in_linear_time(tmp_path):
+    """Before: ``^\\s*\\**\\s*`` took 25 s for 1,000 newlines, and grew with their cube."""
+    conversation = "Patient: my head hurts" + "\n" * 50_000 + "(pause)\nDoctor: rest and drink water"  # blank lines, then no label
+    row = json.dumps({"conversation": conversation}).encode()
+    records, _ = _load(tmp_path, "notechat.jsonl", row + b"\n", "raise", kind="notechat")
+    assert [m["role"] for m in records[0].messages] == ["user", "assistant"]
+
+
+@pytest.mark.timeout(60)
+def test_chatdoctor_long_run_of_spaces_is_stripped_in_linear_time(tmp_path):
+    """Before: the sentence splitter looked for a line break from every position of a run of
+    blanks: 10 s for 100,000 spaces."""
+    row = json.dumps({"instruction": "", "input": "q", "output": "Hi. Rest" + " " * 300_000 + "and drink water."}).encode()
+    records, _ = _load(tmp_path, "chatdoctor.jsonl", row + b"\n", "raise", kind="chatdoctor", strip_boilerplate=True)
+    assert records[0].answer.startswith("Rest") and records[0].answer.endswith("water.")
