@@ -66,13 +66,22 @@ def load(
         if not files:
             raise DataError(str(p), "no *.xml files in this folder")
         records: list[Record] = []
+        first: dict[str, str] = {}  # record id → "file:line" of the pair that gave it
         for file in tqdm(files, desc=f"reading {p.name}", unit="file", disable=len(files) < 1000, leave=False):
             if limit is not None and len(records) >= limit:
                 break
             try:
-                records.extend(_xml_records(file, source or "medquad", license, skips))
+                pairs = _xml_records(file, source or "medquad", license, skips)
             except DataError as e:
                 skips.handle(e, on_error)
+                continue
+            for line, record in pairs:
+                if record.id in first:  # a repeated pid
+                    repeat = DataError(str(file), f"record id {record.id!r} repeats {first[record.id]}", line=line, field="QAPair")
+                    skips.handle(repeat, on_error)
+                    continue
+                first[record.id] = f"{file}:{line}"
+                records.append(record)
         return records[:limit] if limit is not None else records
     source = source or source_name(path)
 
@@ -93,8 +102,8 @@ def load(
     return collect(path, to_record, on_error=on_error, skips=skips, limit=limit, split=split)
 
 
-def _xml_records(file: Path, source: str, license: str, skips: SkipLog) -> list[Record]:
-    """The answered pairs of one MedQuAD document; unanswered pairs are counted in ``skips``."""
+def _xml_records(file: Path, source: str, license: str, skips: SkipLog) -> list[tuple[int | None, Record]]:
+    """``(line, record)`` for the answered pairs of one MedQuAD document; unanswered pairs are counted in ``skips``."""
     from lxml import etree
 
     try:
@@ -122,16 +131,15 @@ def _xml_records(file: Path, source: str, license: str, skips: SkipLog) -> list[
             continue
         qid = q.get("qid") or f"{doc_id}-{pair.get('pid')}"
         meta = {"qid": qid, "qtype": q.get("qtype"), "focus": focus, "collection": collection, "url": root.get("url")}
-        records.append(
-            Record(
-                id=f"{source}-{collection}-{file.stem}-{pair.get('pid') or qid}",
-                source=source,
-                question=_clean(_text(q)),
-                answer=answer,
-                license=license,
-                meta={k: v for k, v in meta.items() if v},
-            )
+        record = Record(
+            id=f"{source}-{collection}-{file.stem}-{pair.get('pid') or qid}",
+            source=source,
+            question=_clean(_text(q)),
+            answer=answer,
+            license=license,
+            meta={k: v for k, v in meta.items() if v},
         )
+        records.append((pair.sourceline, record))
     return records
 
 

@@ -32,7 +32,10 @@ HUB_IDS = ("akemiH/NoteChat",)
 
 _DOCTOR = r"doctor|dr\.?|physician|clinician|nurse|assistant|gpt"
 _PATIENT = r"patient(?:'s\s+\w+)?|family(?:\s+member)?|mother|father|parent|wife|husband|son|daughter|caregiver|user|human"
-_LABEL = re.compile(rf"^\s*\**\s*({_DOCTOR}|{_PATIENT})\s*\**\s*:\s*", re.I | re.M)
+_LABEL = re.compile(rf"^[ \t]*(?:\*+[ \t]*)?({_DOCTOR}|{_PATIENT})[ \t]*(?:\*+[ \t]*)?:\s*", re.I | re.M)
+r"""A speaker label at a line start ("Doctor:", "**Patient**:"). Each stretch of blanks has one way to
+match: ``\s*\**\s*`` after ``^`` tried every split of a run of blank lines at every line start (a
+text with 1,000 newlines took 25 s)."""
 _IS_DOCTOR = re.compile(rf"(?:{_DOCTOR})$", re.I)
 
 

@@ -44,11 +44,14 @@ def collect(
     skips = skips if skips is not None else SkipLog()
     origin, rows = open_rows(path, on_error=on_error, skips=skips, split=split, config=config)
     records: list[Record] = []
+    first_line: dict[str, int] = {}  # record id → the line that gave it
     for line, row in rows:
         if limit is not None and len(records) >= limit:
             break
         try:
             record = to_record(origin, line, row)
+            if first_line.setdefault(record.id, line) != line:  # the later row would collide in the split and the card
+                raise DataError(origin, f"record id {record.id!r} repeats line {first_line[record.id]}", line=line, field="id")
         except KnownGap as e:
             skips.add(e)
             continue
