@@ -116,7 +116,10 @@ def test_real_genmedgpt_with_planted_duplicates():
     records = load_source("chatdoctor", SHARED / "genmedgpt" / "chatdoctor5k.json")
     assert dedupe(records).dropped == {}  # the generated set has no duplicates of its own
     rng = random.Random(1)
-    exact = [Record(id=f"exact-{i}", source="copy", question=r.question.lower(), answer=r.answer + " ") for i, r in enumerate(rng.sample(records, 50))]
+    exact = [
+        Record(id=f"exact-{i}", source="copy", question=r.question.lower(), answer=r.answer + " ")
+        for i, r in enumerate(rng.sample(records, 50))
+    ]
     long_ones = [r for r in records if len(r.answer.split()) > 80]
     near = []
     for i, r in enumerate(rng.sample(long_ones, 50)):

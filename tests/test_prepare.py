@@ -35,7 +35,10 @@ def test_split_is_deterministic_and_stable(tmp_path):
 
 def test_field_mapping_and_card(tmp_path):
     src = tmp_path / "qa.csv"
-    src.write_text("Q,A\nWhat is a cold?,A viral infection of the nose and throat that clears up by itself.\nWhat is flu?,An infection caused by influenza viruses with fever and aches.\n")
+    src.write_text(
+        "Q,A\nWhat is a cold?,A viral infection of the nose and throat that clears up by itself.\n"
+        "What is flu?,An infection caused by influenza viruses with fever and aches.\n"
+    )
     cfg = DataConfig(sources=[SourceConfig(path=str(src), fields={"question": "Q", "answer": "A", "id": "Q"})], eval_fraction=0.0)
     prepared = P.prepare(cfg)
     assert [r.question for r in prepared.train] == ["What is a cold?", "What is flu?"]
@@ -175,7 +178,9 @@ def test_max_tokens_counts_with_the_models_tokenizer(tmp_path, base_model_dir):
 
     src = REPO / "tests/fixtures/qa_small.jsonl"
     config = tmp_path / "tok.yaml"
-    config.write_text(f"name: tok\noutput_dir: {tmp_path}\ndata:\n  sources: [{{kind: generic, path: {src}}}]\n  max_tokens: 36\n  eval_fraction: 0\n")
+    config.write_text(
+        f"name: tok\noutput_dir: {tmp_path}\ndata:\n  sources: [{{kind: generic, path: {src}}}]\n  max_tokens: 36\n  eval_fraction: 0\n"
+    )
     result = CliRunner().invoke(app, ["prepare", str(config)])
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "tok/data/data_card.json").read_text())

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from medtune.data.errors import DataError, SkipLog
-from medtune.data.files import read_qa
 from medtune.data.sources import SOURCES, chatdoctor, load_source, mcq, medquad, rows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -27,7 +26,18 @@ SRC = Path(__file__).parents[1] / "src"
 
 
 def test_every_source_has_the_adapter_interface():
-    assert set(SOURCES) >= {"chatdoctor", "medquad", "medqa", "medmcqa", "pubmedqa", "mcq", "reasoning", "notechat", "flashcards", "generic"}
+    assert set(SOURCES) >= {
+        "chatdoctor",
+        "medquad",
+        "medqa",
+        "medmcqa",
+        "pubmedqa",
+        "mcq",
+        "reasoning",
+        "notechat",
+        "flashcards",
+        "generic",
+    }
     for kind, module in SOURCES.items():
         assert isinstance(module.LICENSE, str) and module.LICENSE, kind
         assert isinstance(module.HUB_IDS, tuple), kind
@@ -69,7 +79,9 @@ def test_hub_unreachable_fails_fast_with_one_clear_line():
     proc, seconds = _run_offline({"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"})
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert "DataError" in last and "cannot reach the Hugging Face Hub (offline?)" in last and "hf:medtune-tests/no-such-dataset/train" in last
+    assert (
+        "DataError" in last and "cannot reach the Hugging Face Hub (offline?)" in last and "hf:medtune-tests/no-such-dataset/train" in last
+    )
     assert seconds < 20
 
 
@@ -181,7 +193,10 @@ def test_chatdoctor_strip_boilerplate_known_values():
     "answer, expected",
     [
         ("Hi, your pressure is fine. Consult a Chat Doctor if it rises.", "Your pressure is fine. Consult a doctor if it rises."),
-        ("Dear friend, I have gone through your question. It looks like gastritis. Thanks and regards, Dr. Mohan", "It looks like gastritis."),
+        (
+            "Dear friend, I have gone through your question. It looks like gastritis. Thanks and regards, Dr. Mohan",
+            "It looks like gastritis.",
+        ),
         ("Based on your symptoms it is a cold. Rest for 2 weeks.", "Based on your symptoms it is a cold. Rest for 2 weeks."),
     ],
 )
@@ -340,8 +355,10 @@ def test_pubmedqa_shapes_agree():
     ori = {r.id.split("-")[-1]: r for r in load_source("pubmedqa", FIXTURES / "pubmedqa_ori.json", answer_format="letter_explanation")}
     (lettered,) = load_source("pubmedqa", FIXTURES / "pubmedqa_lettered.jsonl", answer_format="letter_explanation")
     assert lettered.question == ori["900002"].question
-    assert lettered.answer == ori["900002"].answer == (
-        "B. no\n\nExplanation: In this diary study coffee intake was not associated with how often migraines occurred."
+    assert (
+        lettered.answer
+        == ori["900002"].answer
+        == ("B. no\n\nExplanation: In this diary study coffee intake was not associated with how often migraines occurred.")
     )
     assert [ori[k].meta["answer_idx"] for k in ("900001", "900002", "900003")] == ["A", "B", "C"]
 
@@ -467,13 +484,13 @@ def test_flashcards_fixture():
     assert records[0].meta == {"instruction": "Answer this question truthfully"}
 
 
-def test_generic_matches_read_qa():
-    path = FIXTURES / "generic.jsonl"
-    generic = load_source("generic", path, question="prompt", answer="reply", id="uid")
-    expected = read_qa(path, question="prompt", answer="reply", id="uid")
-    for r in expected:
-        r.meta.pop("chat", None)  # read_qa keeps scalar columns only; chat is a list
-    assert [r.to_dict() for r in generic] == [r.to_dict() for r in expected]
+def test_generic_question_answer_mode():
+    generic = load_source("generic", FIXTURES / "generic.jsonl", question="prompt", answer="reply", id="uid")
+    assert [(r.id, r.source, r.question[:22], r.answer[:14], r.license) for r in generic] == [
+        ("g1", "generic", "How long should a teta", "About 10 years", "unknown"),
+        ("g2", "generic", "Can I take ibuprofen w", "Better not: ib", "unknown"),
+    ]
+    assert [r.meta for r in generic] == [{"topic": "vaccines"}, {"topic": "drugs"}]  # scalar columns only: the chat list stays out
 
 
 def test_generic_messages_mode():

@@ -197,7 +197,9 @@ _PII: dict[str, list[tuple[re.Pattern, Callable[[str, str], bool]]]] = {
                 r"\b(?:https?://|www\.)[^\s<>\"')\]]*[^\s<>\"')\].,;:!?]"
                 r"|\b[\w-]{2,}(?:\.[\w-]+)*\.(?:com|org|net|gov|edu|info|io)(?:\.[a-z]{2})?\b(?:/[^\s<>\"')\]]*[^\s<>\"')\].,;:!?])?"
             ),
-            lambda t, low: "http" in low or "www." in low or any(s in low for s in (".com", ".org", ".net", ".gov", ".edu", ".info", ".io")),
+            lambda t, low: (
+                "http" in low or "www." in low or any(s in low for s in (".com", ".org", ".net", ".gov", ".edu", ".info", ".io"))
+            ),
         )
     ],
     "phone": [
@@ -232,14 +234,14 @@ _PII: dict[str, list[tuple[re.Pattern, Callable[[str, str], bool]]]] = {
         # A sign-off ending its line ("Thanks, John", "Regards,\nAnna"; "Regards, Dr. Y" is a title).
         (
             re.compile(
-                rf"(?<![A-Za-z])({_SIGNOFF_WORDS}[ \t]*[,.\-:]?[ \t]*\n?[ \t]*)(?!{_NOT_NAMES}|{_TITLE}\b){_NAME}(?=[ \t]*[,.!]?[ \t]*(?:\n|$))"
+                rf"(?<![A-Za-z])({_SIGNOFF_WORDS}[ \t]*[,.\-:]?[ \t]*\n?[ \t]*)(?!{_NOT_NAMES}|{_TITLE}\b){_NAME}"
+                r"(?=[ \t]*[,.!]?[ \t]*(?:\n|$))"
             ),
             lambda t, low: any(s in low for s in ("regards", "sincerely", "cheers", "thank", "best wishes", "truly")),
         ),
     ],
 }
 _PLACEHOLDERS = {"email": "[EMAIL]", "url": "[URL]", "phone": "[PHONE]", "name": "[NAME]"}
-PII_KINDS = tuple(_PII)
 
 
 def scrub_pii(records: list[Record]) -> StepResult:
@@ -270,7 +272,7 @@ def scrub_pii(records: list[Record]) -> StepResult:
             result.records.append(r)
             continue
 
-        def fix(text: str | None) -> str | None:
+        def fix(text: str | None, fixed: dict[str, str] = fixed) -> str | None:
             return fixed.get(text, text) if text else text
 
         messages = [{**m, "content": fix(m["content"])} for m in r.messages] if r.messages else r.messages
@@ -296,7 +298,7 @@ def _apply(text: str, patterns: list[tuple[str, re.Pattern]]) -> tuple[str, Coun
     found: Counter = Counter()
     for kind, pattern in patterns:
         placeholder = _PLACEHOLDERS[kind]
-        text, n = pattern.subn(lambda m: "".join(g for g in m.groups() if g) + placeholder, text)
+        text, n = pattern.subn(lambda m, placeholder=placeholder: "".join(g for g in m.groups() if g) + placeholder, text)
         if n:
             found[kind] += n
     return text, found

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from medtune.data.errors import DataError, OnError, SkipLog
-from medtune.data.records import Record
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 BOM = b"\xef\xbb\xbf"
@@ -189,33 +188,3 @@ def field_text(path: str | Path, line: int, row: dict, name: str, required: bool
     if required and not value:
         raise DataError(str(path), "empty or whitespace-only", line=line, field=name)
     return value
-
-
-def read_qa(
-    path: str | Path,
-    question: str = "question",
-    answer: str = "answer",
-    id: str | None = "id",
-    reasoning: str | None = None,
-    source: str | None = None,
-    license: str = "unknown",
-    on_error: OnError = "raise",
-    skips: SkipLog | None = None,
-) -> list[Record]:
-    """Question–answer records from any supported file, with a declared field mapping."""
-    path = Path(path)
-    skips = skips if skips is not None else SkipLog()
-    source = source or path.stem
-    records = []
-    for line, row in read_rows(path, on_error, skips):
-        try:
-            q = field_text(path, line, row, question)
-            a = field_text(path, line, row, answer)
-            r = field_text(path, line, row, reasoning, required=False) if reasoning else None
-            rid = field_text(path, line, row, id, required=False) if id and id in row else None
-        except DataError as e:
-            skips.handle(e, on_error)
-            continue
-        extra = {k: v for k, v in row.items() if k not in {question, answer, id, reasoning} and isinstance(v, (str, int, float, bool))}
-        records.append(Record(id=rid or f"{source}-{line}", source=source, question=q, answer=a, reasoning=r, license=license, meta=extra))
-    return records

@@ -214,7 +214,9 @@ def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
         "answer_words": {group: _stats(lengths) for group, lengths in answer_words(train + held).items()},
         "decontaminated_against": {"held_out": len(held), "files": cfg.decontaminate},
         "template": cfg.template,
-        "token_counts": None if cfg.max_tokens is None else (getattr(tokenizer, "name_or_path", "tokenizer") if tokenizer else "estimated (characters / 4)"),
+        "token_counts": None
+        if cfg.max_tokens is None
+        else (getattr(tokenizer, "name_or_path", "tokenizer") if tokenizer else "estimated (characters / 4)"),
         "system_prompt": cfg.system_prompt,
         "train_sha256": _records_hash(train),
         "eval_sha256": _records_hash(held),
@@ -224,12 +226,9 @@ def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
 
 def _load_changes(records: list[Record]) -> dict:
     """What an adapter changed while loading (ChatDoctor's ``strip_boilerplate``: records and kinds)."""
-    counts: Counter = Counter()
-    for r in records:
-        if removed := r.meta.get("boilerplate"):
-            counts["boilerplate_records"] += 1
-            counts.update(f"boilerplate_{kind}" for kind in removed)
-    return dict(counts)
+    from medtune.data.sources.chatdoctor import boilerplate_counts
+
+    return {f"boilerplate_{kind}": n for kind, n in boilerplate_counts(records).items()}
 
 
 def input_hash(src: SourceConfig) -> str | None:
@@ -312,8 +311,16 @@ def plot_answer_lengths(lengths: dict[str, list[int]], path: Path) -> None:
 
 def card_markdown(card: dict) -> str:
     sources = [
-        [f"{s['kind']}:{s['path']}", s["records_loaded"], _counts(s["asked"]) or "all", s["records_available"], s["records_used"],
-         f"{s['share_used']:.1%}", _skipped(s["skipped"]), ", ".join(f"{k} ({v})" for k, v in s["licenses"].items())]
+        [
+            f"{s['kind']}:{s['path']}",
+            s["records_loaded"],
+            _counts(s["asked"]) or "all",
+            s["records_available"],
+            s["records_used"],
+            f"{s['share_used']:.1%}",
+            _skipped(s["skipped"]),
+            ", ".join(f"{k} ({v})" for k, v in s["licenses"].items()),
+        ]
         for s in card["sources"]
     ]
     header = ["source", "loaded", "asked", "after cleaning", "used", "share of mixture", "skipped", "licences"]

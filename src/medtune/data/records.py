@@ -36,7 +36,7 @@ class Record:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Record":
+    def from_dict(cls, d: dict[str, Any]) -> Record:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def dialogue(self) -> list[dict[str, str]]:

@@ -1,8 +1,7 @@
 """Any JSONL/JSON/CSV/Parquet file (or Hub dataset) with a declared field mapping.
 
-Question–answer mode gives exactly what ``files.read_qa`` gives for a local file (id from the
-``id`` column or ``<source>-<line>``, the other scalar columns in ``meta``); it is re-expressed
-here as a row mapper so Hub rows go through the same code. Messages mode (``messages="conversations"``)
+Question–answer mode: id from the ``id`` column or ``<source>-<line>``, the other scalar columns in
+``meta``; written as a row mapper so local files and Hub rows go through the same code. Messages mode (``messages="conversations"``)
 reads a list of ``{role, content}`` turns (ShareGPT's ``{from: human|gpt|system, value}`` also
 works); ``question``/``answer`` become the first user and last assistant turns.
 """

@@ -68,7 +68,9 @@ def load(
             turns = _split(field_text(origin, line, row, field))
         messages = _messages(turns)
         if not messages:
-            raise DataError(origin, "no patient turn followed by a doctor turn (expected 'Patient:'/'Doctor:' labels)", line=line, field=field)
+            raise DataError(
+                origin, "no patient turn followed by a doctor turn (expected 'Patient:'/'Doctor:' labels)", line=line, field=field
+            )
         meta = {"turns": len(messages)}
         if keep_note and isinstance(row.get("data"), str):
             meta["note"] = row["data"].strip()

@@ -86,7 +86,11 @@ def parse(origin: str, line: int, row: dict) -> dict:
         options = mcq.read_options(origin, line, row, "options")
         if letter not in options:
             raise DataError(origin, f"'{letter}' is not one of the options {', '.join(options)}", line=line, field="answer_idx")
-        decision, long_answer, id_field = options[letter].lower(), field_text(origin, line, row, "answer_rationale", required=False), "realidx"
+        decision, long_answer, id_field = (
+            options[letter].lower(),
+            field_text(origin, line, row, "answer_rationale", required=False),
+            "realidx",
+        )
     elif "QUESTION" in row:  # ori_pqal.json
         question = field_text(origin, line, row, "QUESTION")
         contexts = _contexts(origin, line, row.get("CONTEXTS"), "CONTEXTS")

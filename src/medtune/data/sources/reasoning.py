@@ -69,7 +69,9 @@ def load(
                 license=license or LICENSE,
             )
         if shape == "auto" and not ({"QUESTION", "final_decision", "answer_rationale"} & set(row)):
-            raise DataError(origin, f"unknown shape (fields: {', '.join(map(str, row))}); expected Question/Complex_CoT/Response or PubMedQA", line=line)
+            raise DataError(
+                origin, f"unknown shape (fields: {', '.join(map(str, row))}); expected Question/Complex_CoT/Response or PubMedQA", line=line
+            )
         item = pubmedqa.parse(origin, line, row)
         pubmedqa.filter_ids(item["id"], keep, only_ids, drop, without_ids)
         if not item["long_answer"]:
