@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch 2.13.0 is the CPU build this machine keeps on disk; an unpinned torch pulls GBs of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install quickstart lint test test-fast browser llamacpp clean
+.PHONY: install quickstart lint test test-fast fuzz browser llamacpp clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ test: install browser lint
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# the property-based fuzz tests at full strength (2000 examples each; `make test` runs them bounded)
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_data.py tests/test_fuzz_config.py
 
 # Optional: llama-cpp-python compiles llama.cpp from source (minutes on 2 cores; pip caches the built wheel).
 # Used by benchmarks/decode_speed.py and, when present, by the GGUF export check.
