@@ -7,7 +7,7 @@ import shutil
 import pytest
 from helpers import REPO
 
-from medtune.evaluate.run import METRICS
+from medtune.evaluate.metrics import METRICS
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rougeL", "bleu",
+           "bertscore_precision", "bertscore_recall", "bertscore_f1")
+"""The order the evaluate stage computes and every report lists its metrics in."""
 LOWER_IS_BETTER_WORDS = ("loss", "perplexity")
 
 
@@ -10,6 +13,13 @@ def lower_is_better(metric: str) -> bool:
     ``mcq.medqa.eval_loss``, ``loss on <stage> held-out``); every other metric (ROUGE, BLEU,
     BERTScore, accuracy) is better higher. The one definition the report, stage table, sweep and CLI use."""
     return any(word in metric for word in LOWER_IS_BETTER_WORDS)
+
+
+def significance(diff: dict) -> str:
+    """How a report states a paired difference: 'yes', 'not significant', or '–' without an interval."""
+    if diff.get("significant") is None:
+        return "–"
+    return "yes" if diff["significant"] else "not significant"
 
 
 def rouge(predictions: list[str], references: list[str]) -> dict[str, float]:

@@ -1,7 +1,4 @@
-"""The evaluate stage's outputs: ``report.json``, ``answers.jsonl``, ``report.md`` (and ``report.html``).
-
-``METRICS`` is the order the stage computes and every report lists its metrics in.
-"""
+"""The evaluate stage's outputs: ``report.json``, ``answers.jsonl``, ``report.md`` (and ``report.html``)."""
 
 from __future__ import annotations
 
@@ -10,9 +7,7 @@ import json
 from tabulate import tabulate
 
 from medtune.core.rundir import RunDir
-
-METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rougeL", "bleu",
-           "bertscore_precision", "bertscore_recall", "bertscore_f1")
+from medtune.evaluate.metrics import METRICS, significance
 
 
 def write_report(run: RunDir, report: dict, records, references, answers: dict[str, list[str]]) -> None:
@@ -80,7 +75,3 @@ def report_markdown(report: dict, examples: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def significance(diff: dict) -> str:
-    if diff.get("significant") is None:
-        return "–"
-    return "yes" if diff["significant"] else "not significant"

@@ -13,7 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from medtune.evaluate.report import METRICS, significance
+from medtune.evaluate.metrics import METRICS, significance
 
 COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fdf"}
 EXAMPLES = 5

@@ -26,7 +26,8 @@ import time
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
-from medtune.evaluate.report import METRICS, write_report
+from medtune.evaluate.metrics import METRICS
+from medtune.evaluate.report import write_report
 
 log = logging.getLogger(__name__)
 

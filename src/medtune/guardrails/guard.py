@@ -201,7 +201,7 @@ class Guardrails:
         iteration ends) is exactly ``after(decision, <whole answer>)``, and the yielded pieces add
         up to ``result.answer``.
         """
-        return GuardedStream(self, decision, pieces)
+        return GuardedStream(self.after, self.config.enabled, decision, pieces)
 
     @property
     def disclaimer(self) -> str:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from medtune.guardrails.doses import has_dose
-
-if TYPE_CHECKING:
-    from medtune.guardrails.guard import Decision, Guarded, Guardrails
 
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s|\n")
 
@@ -23,20 +20,22 @@ class GuardedStream:
     so the rest is released only from the final ``after`` result. Fixed replies come whole.
     """
 
-    def __init__(self, guardrails: Guardrails, decision: Decision, pieces: Iterable[str]):
-        self.guardrails, self.decision, self.pieces = guardrails, decision, pieces
-        self.result: Guarded | None = None
+    def __init__(self, after: Callable[[Any, str], Any], enabled: bool, decision, pieces: Iterable[str]):
+        """``after``: the guardrails' post-checks (``Guardrails.after``); ``enabled``: whether they apply."""
+        self.after, self.enabled, self.decision, self.pieces = after, enabled, decision, pieces
+        self.result = None
+        """The ``Guarded`` result, set once the iteration ends."""
         self.raw = ""
         """The model's own text, as generated."""
 
     def __iter__(self) -> Iterator[str]:
         decision, shown = self.decision, ""
-        if decision.reply is not None or not self.guardrails.config.enabled:
+        if decision.reply is not None or not self.enabled:
             for piece in ([] if decision.reply is not None else self.pieces):
                 self.raw += piece
                 shown += piece
                 yield piece
-            self.result = self.guardrails.after(decision, decision.reply or self.raw)
+            self.result = self.after(decision, decision.reply or self.raw)
             if self.result.answer.startswith(shown):
                 yield self.result.answer[len(shown):]
             return
@@ -56,7 +55,7 @@ class GuardedStream:
             if text.startswith(shown) and len(text) > len(shown):
                 yield text[len(shown):]
                 shown = text
-        self.result = self.guardrails.after(decision, self.raw)
+        self.result = self.after(decision, self.raw)
         final = self.result.answer
         if final.startswith(shown):
             yield final[len(shown):]

@@ -60,7 +60,7 @@ def replay_note(card: dict | None) -> str:
 
 def summary_table(report: dict) -> Table:
     """Base vs fine-tuned on the held-out split, with the change coloured (n.s. = not significant)."""
-    from medtune.evaluate.run import METRICS
+    from medtune.evaluate.metrics import METRICS
 
     res = report["results"]
     table = Table(title="base vs fine-tuned (held-out split)")

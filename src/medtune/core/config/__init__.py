@@ -8,7 +8,7 @@ of stages and sweep points. Every field has its meaning on the line under it (as
 Feature modules import this package; it imports none of them.
 """
 
-from medtune.core.config.base import Section
+from medtune.core.config.base import ConfigError, Section
 from medtune.core.config.compose import point_config, stage_config
 from medtune.core.config.data import DEFAULT_SYSTEM_PROMPT, DataConfig, SourceConfig
 from medtune.core.config.evaluate import EvalConfig, MCQBenchmark
@@ -23,7 +23,7 @@ from medtune.core.config.inference import (
     Region,
     ServeConfig,
 )
-from medtune.core.config.load import ConfigError, dump_config, load_config, validate
+from medtune.core.config.load import dump_config, load_config, validate
 from medtune.core.config.model import LoraConfig, ModelConfig
 from medtune.core.config.recipe import StageConfig, SweepConfig
 from medtune.core.config.run import RunConfig

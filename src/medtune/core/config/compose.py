@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from medtune.core.config.base import ConfigError
 from medtune.core.config.run import RunConfig
 
 STAGE_SECTIONS = ("model", "lora", "data", "train", "generation", "eval")
@@ -25,8 +26,6 @@ def merge(base: dict, override: dict) -> dict:
 
 def set_dotted(data: dict, key: str, value: Any, item: str) -> None:
     """``data[a][b][c] = value`` for ``key`` 'a.b.c'; ``item`` is the override as the user wrote it (for errors)."""
-    from medtune.core.config.load import ConfigError
-
     node = data
     parts = key.split(".")
     for part in parts[:-1]:

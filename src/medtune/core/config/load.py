@@ -14,15 +14,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from medtune.core.config.base import ConfigError
 from medtune.core.config.compose import check, merge, set_dotted
 from medtune.core.config.run import RunConfig
 
 MAX_BASE_DEPTH = 8
 """Longest chain of ``base:`` inheritance (a longer one is almost surely a cycle)."""
-
-
-class ConfigError(ValueError):
-    """One line naming the file and the offending key."""
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
