@@ -109,6 +109,18 @@ def test_sampling_is_seeded_per_source(files):
     assert ids == sorted(ids), "sampled records keep their input order"
 
 
+
+def test_the_same_config_draws_the_same_mixture_wherever_the_data_lies(tmp_path, files):
+    """The sample is seeded by the file's name, not its absolute path (a checkout or CI clone elsewhere)."""
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "deeper"
+    moved.mkdir(parents=True)
+    copies = {k: str(shutil.copy(v, moved / Path(v).name)) for k, v in files.items()}
+    here = P.prepare(data([SourceConfig(path=files["a"], count=20), SourceConfig(path=files["b"], count=7)]))
+    there = P.prepare(data([SourceConfig(path=copies["a"], count=20), SourceConfig(path=copies["b"], count=7)]))
+    assert [r.id for r in here.train] == [r.id for r in there.train] and [r.id for r in here.eval] == [r.id for r in there.eval]
+
 @pytest.fixture
 def stage1(tmp_path, files) -> tuple[Path, P.Prepared]:
     prepared = P.prepare(data([SourceConfig(path=files["a"], license="cc-by-4.0"), SourceConfig(path=files["b"])], eval_fraction=0.2))

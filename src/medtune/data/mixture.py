@@ -17,8 +17,9 @@ Per source (``SourceConfig``):
 ``replace`` lets a source be asked for more records than it has: every record goes in
 ``n // size`` times, then a seeded sample of ``n % size`` once more; copies get the ids
 ``<id>#2``, ``<id>#3``… and ``meta["copy_of"]`` (the split keeps them beside their original).
-Each source's sample is seeded by ``(data.seed, kind, path)``, so adding a source changes no other
-source's sample; sampled records keep their input order.
+Each source's sample is seeded by ``(data.seed, kind, file or folder name)``, so adding a source changes
+no other source's sample, and the same config draws the same mixture wherever the data lies (an
+absolute path differs from one checkout or machine to the next); sampled records keep their input order.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def mix(pools: list[list[Record]], sources: list[SourceConfig], loaded: list[int
     step = StepResult(records=[])
     picked, repeated = [], 0
     for src, pool, n in zip(sources, pools, counts):
-        chosen = draw(pool, n, random.Random(f"{seed}:{src.kind}:{src.path}"))
+        chosen = draw(pool, n, random.Random(f"{seed}:{src.kind}:{sample_key(src.path)}"))
         kept = {r.id for r in chosen}
         for r in pool:
             if r.id not in kept:
@@ -93,6 +94,12 @@ def mixture_counts(sources: list[SourceConfig], loaded: list[int], available: li
         if n > 0 and available[i] == 0:
             raise DataError(src.path, f"data.sources[{i}] ({src.kind}): no records left after cleaning, nothing to sample {n} from")
     return counts
+
+
+def sample_key(path: str) -> str:
+    """The part of a source's path that seeds its sample: its last component (``data/x.jsonl`` → ``x.jsonl``,
+    a Hub id ``org/name`` → ``name``), not where it lies."""
+    return str(path).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def draw(pool: list[Record], n: int, rng: random.Random) -> list[Record]:
