@@ -16,22 +16,20 @@ from hypothesis import HealthCheck, settings
 
 _SLOW_INPUTS_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 
-settings.register_profile(
-    "ci",
-    max_examples=int(os.environ.get("MEDTUNE_FUZZ_EXAMPLES", "25")),
-    derandomize=True,
-    database=None,
-    deadline=timedelta(seconds=20),
-    suppress_health_check=_SLOW_INPUTS_OK,
-    print_blob=True,
-)
-settings.register_profile(
-    "fuzz",
-    max_examples=int(os.environ.get("MEDTUNE_FUZZ_EXAMPLES", "2000")),
-    derandomize=False,
-    database=None,
-    deadline=timedelta(seconds=20),
-    suppress_health_check=_SLOW_INPUTS_OK,
-    print_blob=True,
-)
+
+def _register(name: str, examples: int, derandomize: bool) -> None:
+    settings.register_profile(
+        name,
+        max_examples=int(os.environ.get("MEDTUNE_FUZZ_EXAMPLES", str(examples))),
+        derandomize=derandomize,
+        database=None,
+        deadline=timedelta(seconds=20),
+        suppress_health_check=_SLOW_INPUTS_OK,
+        print_blob=True,
+    )
+
+
+_register("ci", 25, derandomize=True)  # make test: bounded and the same examples every run
+_register("fuzz", 2000, derandomize=False)  # make fuzz
+
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
