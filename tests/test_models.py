@@ -80,3 +80,59 @@ def test_tiny_model_loads_like_a_base_model(tiny_model_dir, base_model_dir):
     assert tok.chat_template == real.chat_template and tok.eos_token == real.eos_token == "<|im_end|>"
     chat = [{"role": "user", "content": "hi"}]
     assert tok.apply_chat_template(chat, add_generation_prompt=True) == real.apply_chat_template(chat, add_generation_prompt=True)
+
+
+# --- supply chain: safetensors only, no code from a model unless asked ---------------------------
+
+
+def _copy_without_weights(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.safetensors"))
+    return dst
+
+
+def test_a_pickle_checkpoint_is_refused_with_a_clear_message(tiny_model_dir, tmp_path):
+    """A model directory as old checkpoints ship it (``pytorch_model.bin``, a pickle): refused by name, never unpickled."""
+    import torch
+    from safetensors.torch import load_file
+
+    from medtune.core.config import ModelConfig
+    from medtune.core.models import load_base, load_model
+
+    pickled = _copy_without_weights(tiny_model_dir, tmp_path / "pickled")
+    torch.save(load_file(tiny_model_dir / "model.safetensors"), pickled / "pytorch_model.bin")
+    with pytest.raises(ModelError, match=r"pickled: weights are pickle files \(pytorch_model\.bin\).*safetensors only"):
+        load_base(ModelConfig(name=str(pickled), quantization="none"))
+    with pytest.raises(OSError, match="safetensors"):  # below resolve too: transformers is told safetensors only
+        load_model(str(pickled), dtype="float32")
+
+
+def test_code_shipped_with_a_model_is_not_run_unless_asked(tiny_model_dir, tmp_path):
+    """A config whose auto_map points at the model's own Python file: that file is never imported. A known
+    architecture loads transformers' own class instead; an unknown one is refused, naming trust_remote_code."""
+    import json
+    import shutil
+
+    from medtune.core.config import ModelConfig
+    from medtune.core.models import load_base
+
+    marker = tmp_path / "executed"
+    for name, model_type in (("known", "llama"), ("unknown", "evil")):
+        custom = tmp_path / name
+        shutil.copytree(tiny_model_dir, custom)
+        (custom / "evil_modeling.py").write_text(
+            f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import LlamaForCausalLM as EvilForCausalLM\n"
+        )
+        config = json.loads((custom / "config.json").read_text())
+        auto_map = {"AutoConfig": "evil_modeling.EvilConfig", "AutoModelForCausalLM": "evil_modeling.EvilForCausalLM"}
+        config.update(model_type=model_type, auto_map=auto_map)
+        (custom / "config.json").write_text(json.dumps(config))
+        if model_type == "llama":
+            _, _, model = load_base(ModelConfig(name=str(custom), quantization="none"))
+            assert type(model).__module__.startswith("transformers.")
+        else:
+            with pytest.raises(ValueError, match="trust_remote_code"):
+                load_base(ModelConfig(name=str(custom), quantization="none"))
+    assert not marker.exists()
+    assert ModelConfig().trust_remote_code is False

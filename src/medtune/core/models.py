@@ -84,6 +84,7 @@ def resolve(reference: str, revision: str | None = None) -> ResolvedModel:
     if p.is_dir():
         if not (p / "config.json").exists():
             raise ModelError(f"{p} is a directory but has no config.json (not a Hugging Face model directory)")
+        check_safetensors(p)
         return ResolvedModel(reference, "local", str(p.resolve()), {"reference": reference, "kind": "local", "path": str(p.resolve())})
     if p.exists() or reference.startswith((".", "/", "~")) or reference.count("/") != 1:
         raise ModelError(
@@ -173,11 +174,28 @@ def fast_bf16(device) -> bool:
     return bool(caps.get("avx512_bf16") or caps.get("amx_bf16") or caps.get("bf16") or caps.get("sve_bf16"))
 
 
-def load_tokenizer(path: str, revision: str | None = None):
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+"""Weight files that unpickle on load (and can run code): never loaded."""
+
+
+def check_safetensors(directory: Path) -> None:
+    """Weights load as safetensors only: a directory whose weights are pickle files is refused, naming them."""
+    if any(directory.glob("*.safetensors")):
+        return
+    pickles = sorted(f.name for f in directory.iterdir() if f.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelError(
+            f"{directory}: weights are pickle files ({', '.join(pickles[:3])}), which can run code when loaded; medtune loads "
+            "safetensors only. Convert them where you trust the file: AutoModelForCausalLM.from_pretrained(dir)"
+            ".save_pretrained(dir, safe_serialization=True)"
+        )
+
+
+def load_tokenizer(path: str, revision: str | None = None, trust_remote_code: bool = False):
     """Tokenizer with a pad token and left padding (for batched generation)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
@@ -202,8 +220,15 @@ def quantization_config(quantization: str, compute_dtype: str):
     return None
 
 
-def load_model(path: str, quantization: str = "none", dtype: str = "bfloat16", revision: str | None = None, device_map=None):
-    """Causal LM from a resolved directory or hub id, optionally quantized with bitsandbytes."""
+def load_model(
+    path: str, quantization: str = "none", dtype: str = "bfloat16", revision: str | None = None, device_map=None,
+    trust_remote_code: bool = False,
+):
+    """Causal LM from a resolved directory or hub id, optionally quantized with bitsandbytes.
+
+    Safetensors weights only (``use_safetensors=True``: no pickle is ever unpickled) and no code shipped with
+    the model unless ``trust_remote_code`` (``model.trust_remote_code``) asks for it.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -213,6 +238,8 @@ def load_model(path: str, quantization: str = "none", dtype: str = "bfloat16", r
         dtype=getattr(torch, dtype),
         quantization_config=quantization_config(quantization, dtype),
         device_map=device_map,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
     )
     return model
 
@@ -220,10 +247,10 @@ def load_model(path: str, quantization: str = "none", dtype: str = "bfloat16", r
 def load_base(cfg: ModelConfig, quantization: str | None = None):
     """Resolve and load the configured base model and its tokenizer."""
     resolved = resolve(cfg.name, cfg.revision)
-    tokenizer = load_tokenizer(resolved.path, cfg.revision if resolved.kind == "hub" else None)
-    model = load_model(
-        resolved.path, quantization or cfg.quantization, cfg.resolved_dtype(), cfg.revision if resolved.kind == "hub" else None
-    )
+    revision = cfg.revision if resolved.kind == "hub" else None
+    tokenizer = load_tokenizer(resolved.path, revision, cfg.trust_remote_code)
+    quantization = quantization or cfg.quantization
+    model = load_model(resolved.path, quantization, cfg.resolved_dtype(), revision, trust_remote_code=cfg.trust_remote_code)
     return resolved, tokenizer, model
 
 
@@ -245,7 +272,8 @@ def merge_adapter(
     resolved = resolve(base.name, base.revision)
     revision = base.revision if resolved.kind == "hub" else None
     tokenizer = load_tokenizer(str(adapter))
-    model = PeftModel.from_pretrained(load_model(resolved.path, "none", dtype, revision), str(adapter)).eval()
+    model = load_model(resolved.path, "none", dtype, revision, trust_remote_code=base.trust_remote_code)
+    model = PeftModel.from_pretrained(model, str(adapter)).eval()
     if before_merge is not None:
         before_merge(model, tokenizer)
     merged = model.merge_and_unload().eval()

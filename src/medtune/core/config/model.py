@@ -16,6 +16,8 @@ class ModelConfig(Section):
     """Hub revision (branch, tag or commit) for Hugging Face ids."""
     quantization: Literal["none", "4bit", "8bit"] = "4bit"
     """'4bit' = QLoRA (NF4, double quantization, bitsandbytes); 'none' = plain LoRA."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with a Hub/local model (its ``auto_map``). Off: such a model is refused, not executed."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Compute dtype of the base model and of 4-bit matmuls; 'auto' = bfloat16 on a GPU, float32 on
     a CPU (CPUs without AVX512-BF16 run bf16 matmuls several times slower than fp32)."""
