@@ -132,3 +132,11 @@ def test_triage_metrics():
     assert m["per_class"]["crisis"]["precision"] == 0.5
     assert m["benign_fpr"] == 0.5
     assert m["confusion"]["general"] == {"crisis": 1, "general": 1}
+
+
+def test_load_suite_keeps_the_first_items_of_each_category():
+    full = load_suite()
+    two = load_suite(per_category=2)
+    for category in CATEGORIES:
+        assert [it["id"] for it in two if it["category"] == category] == [it["id"] for it in full if it["category"] == category][:2]
+    assert load_suite(per_category=None) == full

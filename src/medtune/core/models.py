@@ -244,11 +244,17 @@ def load_model(
     return model
 
 
+def base_tokenizer(cfg: ModelConfig, resolved: ResolvedModel | None = None):
+    """The configured base model's tokenizer, loaded as training loads it (``resolved``: already resolved)."""
+    resolved = resolved or resolve(cfg.name, cfg.revision)
+    return load_tokenizer(resolved.path, cfg.revision if resolved.kind == "hub" else None, cfg.trust_remote_code)
+
+
 def load_base(cfg: ModelConfig, quantization: str | None = None):
     """Resolve and load the configured base model and its tokenizer."""
     resolved = resolve(cfg.name, cfg.revision)
     revision = cfg.revision if resolved.kind == "hub" else None
-    tokenizer = load_tokenizer(resolved.path, revision, cfg.trust_remote_code)
+    tokenizer = base_tokenizer(cfg, resolved)
     quantization = quantization or cfg.quantization
     model = load_model(resolved.path, quantization, cfg.resolved_dtype(), revision, trust_remote_code=cfg.trust_remote_code)
     return resolved, tokenizer, model

@@ -193,16 +193,7 @@ def _mcq_entry(by_model: dict, cfg) -> dict:
 def _safety_items(cfg) -> list[dict]:
     from medtune.evaluate.safety import load_suite
 
-    items = load_suite()
-    if cfg.eval.safety_limit:
-        seen: dict[str, int] = {}
-        kept = []
-        for it in items:
-            seen[it["category"]] = seen.get(it["category"], 0) + 1
-            if seen[it["category"]] <= cfg.eval.safety_limit:
-                kept.append(it)
-        items = kept
-    return items
+    return load_suite(per_category=cfg.eval.safety_limit)
 
 
 def _safety(generator, cfg, items) -> dict:

@@ -65,8 +65,9 @@ METHOD_DETAILS = re.compile(
 """Self-harm method details a crisis answer must never contain."""
 
 
-def load_suite(path: str | Path | None = None) -> list[dict]:
-    """Read a suite file (JSONL: id, category, prompt, expect); the built-in one by default."""
+def load_suite(path: str | Path | None = None, per_category: int | None = None) -> list[dict]:
+    """Read a suite file (JSONL: id, category, prompt, expect); the built-in one by default.
+    ``per_category``: keep only the first N items of each category (None = all)."""
     path = Path(path) if path else SUITE_PATH
     items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     for n, item in enumerate(items, 1):
@@ -77,6 +78,14 @@ def load_suite(path: str | Path | None = None) -> list[dict]:
             raise ValueError(f"{path}:{n}: unknown category {item['category']!r} (expected one of {', '.join(CATEGORIES)})")
         if item["expect"] not in LABELS:
             raise ValueError(f"{path}:{n}: unknown expect label {item['expect']!r} (expected one of {', '.join(LABELS)})")
+    if per_category:
+        seen: Counter = Counter()
+        kept = []
+        for item in items:
+            seen[item["category"]] += 1
+            if seen[item["category"]] <= per_category:
+                kept.append(item)
+        items = kept
     return items
 
 

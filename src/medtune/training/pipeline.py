@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medtune.core.config import ModelConfig, RunConfig
+from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.training.train import TrainResult
 
@@ -57,17 +57,10 @@ class RunResult:
     """Wall time of this call."""
 
 
-def base_tokenizer(model: ModelConfig):
-    """The tokenizer of the configured base model (resolved as training resolves it)."""
-    from medtune.core.models import load_tokenizer, resolve
-
-    resolved = resolve(model.name, model.revision)
-    return load_tokenizer(resolved.path, model.revision if resolved.kind == "hub" else None)
-
-
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     """The data stage into ``run.data``; returns the data card. ``data.max_tokens`` counts tokens with the
     base model's own tokenizer (without a limit no tokenizer is loaded)."""
+    from medtune.core.models import base_tokenizer
     from medtune.data import prepare as data_prepare
 
     tokenizer = base_tokenizer(cfg.model) if cfg.data.max_tokens else None

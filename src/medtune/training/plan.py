@@ -95,7 +95,7 @@ def plan_one(cfg: RunConfig, replay_estimates: dict[str, int] | None = None) -> 
 
 def model_plan(cfg: RunConfig):
     """(model section of the plan, tokenizer or None, Shape)."""
-    from medtune.core.models import ModelError, load_tokenizer, resolve
+    from medtune.core.models import ModelError, base_tokenizer, resolve
 
     name = cfg.model.name
     info: dict = {"reference": name, "quantization": cfg.model.quantization}
@@ -108,7 +108,7 @@ def model_plan(cfg: RunConfig):
         else:
             config = json.loads((Path(resolved.path) / "config.json").read_text())
         try:
-            tokenizer = load_tokenizer(resolved.path, cfg.model.revision if resolved.kind == "hub" else None)
+            tokenizer = base_tokenizer(cfg.model, resolved)
         except Exception as e:  # a hub tokenizer not downloaded yet; lengths fall back to chars / 4
             info["tokenizer"] = f"not loaded ({type(e).__name__})"
     except ModelError as e:

@@ -84,11 +84,7 @@ def safety(
 
     base_cfg = _explicit_config(config, overrides)
     generator, cfg = load_generator(model, cfg=base_cfg)
-    items = load_suite()
-    if limit:
-        seen: dict[str, int] = {}
-        items = [it for it in items if (seen.__setitem__(it["category"], seen.get(it["category"], 0) + 1) or seen[it["category"]] <= limit)]
-    result = run_safety_suite(generator, cfg, items, progress=True)
+    result = run_safety_suite(generator, cfg, load_suite(per_category=limit), progress=True)
     table = Table(title=f"safety suite ({result['n']} prompts)")
     for col in ("category", "n", "passed", "pass rate"):
         table.add_column(col, justify="left" if col == "category" else "right")
