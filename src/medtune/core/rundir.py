@@ -19,6 +19,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from medtune.core.atomic import write_json
 from medtune.core.config import RunConfig, dump_config, load_config
 
 LIBRARIES = (
@@ -70,7 +71,7 @@ class RunDir:
         m.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         m["environment"] = environment()
         m.update(sections)
-        self.manifest_path.write_text(json.dumps(m, indent=2, ensure_ascii=False, default=str))
+        write_json(self.manifest_path, m, indent=2, ensure_ascii=False, default=str)
         return m
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from tabulate import tabulate
 from tqdm.auto import tqdm
 
+from medtune.core.atomic import atomic_path, write_json, write_text
 from medtune.core.config import DataConfig, SourceConfig
 from medtune.data.clean import StepResult, quality_filter, scrub_pii
 from medtune.data.decontaminate import decontaminate, held_out_texts, load_eval_texts
@@ -276,8 +277,8 @@ def write(prepared: Prepared, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "train.jsonl", prepared.train)
     write_jsonl(out / "eval.jsonl", prepared.eval)
-    (out / "data_card.json").write_text(json.dumps(prepared.card, indent=2, ensure_ascii=False))
-    (out / "data_card.md").write_text(card_markdown(prepared.card))
+    write_json(out / "data_card.json", prepared.card, indent=2, ensure_ascii=False)
+    write_text(out / "data_card.md", card_markdown(prepared.card))
     plot_answer_lengths(answer_words(prepared.train + prepared.eval), out / "data_card.png")
 
 
@@ -306,7 +307,8 @@ def plot_answer_lengths(lengths: dict[str, list[int]], path: Path) -> None:
         ax.set_title(f"{group}: {len(values)} answers, median {median:g} words (red), max {max(values)}", fontsize=9, loc="left")
     axes[-1].set_xlabel("answer length (words, log scale)")
     fig.suptitle("Answer length per source (train + eval)")
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def card_markdown(card: dict) -> str:

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medtune.core.atomic import atomic_file
+
 
 @dataclass
 class Record:
@@ -48,7 +50,7 @@ class Record:
 
 def write_jsonl(path: Path, records: list[Record]) -> None:
     """Records as JSON lines (UTF-8, one record a line)."""
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for r in records:
             f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
 

@@ -6,6 +6,7 @@ import json
 
 from tabulate import tabulate
 
+from medtune.core.atomic import atomic_file, write_json, write_text
 from medtune.core.rundir import RunDir
 from medtune.evaluate.metrics import METRICS, significance
 
@@ -15,15 +16,15 @@ def write_report(run: RunDir, report: dict, records, references, answers: dict[s
 
     out = run.eval
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "report.json", report, indent=2)
     examples = []
-    with open(out / "answers.jsonl", "w", encoding="utf-8") as f:
+    with atomic_file(out / "answers.jsonl") as f:
         for i, (r, ref) in enumerate(zip(records, references, strict=True)):
             row = {"id": r.id, "question": r.dialogue()[-2]["content"], "reference": ref}
             row.update({name: answers[name][i] for name in answers})
             examples.append(row)
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (out / "report.md").write_text(report_markdown(report, examples))
+    write_text(out / "report.md", report_markdown(report, examples))
     write_html(out / "report.html", report, examples, run.logs / "history.json")
 
 

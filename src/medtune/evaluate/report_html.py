@@ -13,6 +13,7 @@ import io
 import json
 from pathlib import Path
 
+from medtune.core.atomic import write_text
 from medtune.evaluate.metrics import METRICS, significance
 
 COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fdf"}
@@ -43,7 +44,7 @@ table{{border-collapse:collapse;margin:1em 0;width:100%}}
 td,th{{border:1px solid #ccc;padding:.35em .5em;vertical-align:top;text-align:left}}
 th{{background:#f3f5f7}}img{{max-width:100%}}.ex td{{font-size:.9em;white-space:pre-wrap}}</style></head><body>
 {"".join(parts)}</body></html>"""
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
 
 
 def img(fig) -> str:

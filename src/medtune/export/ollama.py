@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medtune.core.atomic import write_text
 from medtune.core.config import RunConfig
 from medtune.export import ExportError
 from medtune.export.card import disclaimer
@@ -144,6 +145,6 @@ def write_modelfile(merged: Path, gguf: str, cfg: RunConfig, target: Path) -> di
         f"PARAMETER repeat_penalty {gc.repetition_penalty}",
         f"PARAMETER num_predict {gc.max_new_tokens}",
     ]
-    target.write_text("\n".join(lines) + "\n")
+    write_text(target, "\n".join(lines) + "\n")
     log.info("Modelfile → %s (FROM %s)", target, rel)
     return {"path": str(target), "from": rel, "stop": stops}

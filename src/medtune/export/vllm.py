@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from medtune.core.atomic import atomic_path, write_text
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 
@@ -38,7 +39,7 @@ def write_vllm(run: RunDir, cfg: RunConfig, target: Path) -> dict:
     if resolved.kind == "hub" and cfg.model.revision:
         config["revision"] = cfg.model.revision
     target.mkdir(parents=True, exist_ok=True)
-    (target / "vllm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_text(target / "vllm.yaml", yaml.safe_dump(config, sort_keys=False))
     args = ["vllm", "serve", base, "--enable-lora", "--lora-modules", f"{cfg.name}={run.adapter.resolve()}",
             "--max-lora-rank", str(rank), "--dtype", "auto", "--host", "127.0.0.1", "--port", "8000"]
     note = f"# The adapter was trained on {base}"
@@ -54,7 +55,8 @@ def write_vllm(run: RunDir, cfg: RunConfig, target: Path) -> dict:
         " ".join(shlex.quote(a) for a in args),
         "",
     ])
-    (target / "serve.sh").write_text(script)
-    (target / "serve.sh").chmod(0o755)
+    with atomic_path(target / "serve.sh") as tmp:
+        tmp.write_text(script)
+        tmp.chmod(0o755)
     log.info("vLLM command → %s", target / "serve.sh")
     return {"path": str(target), "command": " ".join(shlex.quote(a) for a in args)}

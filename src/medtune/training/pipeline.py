@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medtune.core.atomic import atomic_dir
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.training.train import TrainResult
@@ -101,7 +102,8 @@ def run_one(
         if main:
             run = RunDir.create(cfg)
             if data_from is not None:
-                shutil.copytree(data_from, run.data, dirs_exist_ok=True)
+                with atomic_dir(run.data) as tmp:
+                    shutil.copytree(data_from, tmp, dirs_exist_ok=True)
                 fresh = True
             elif not (keep_data and (run.data / "train.jsonl").exists()):
                 emit("prepare", run=run)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from medtune.core.atomic import write_json, write_text
 from medtune.core.config import RunConfig, stage_config
 from medtune.core.models import merge_adapter
 from medtune.core.rundir import RunDir
@@ -195,8 +196,8 @@ def stage_table(stages: list[Stage], reports: dict[str, dict], base_losses: dict
 
 
 def write_table(table: dict, out: Path) -> None:
-    (out / "stages.json").write_text(json.dumps(table, indent=2))
-    (out / "stages.md").write_text(table_markdown(table))
+    write_json(out / "stages.json", table, indent=2)
+    write_text(out / "stages.md", table_markdown(table))
 
 
 def table_markdown(table: dict) -> str:

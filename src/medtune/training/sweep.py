@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from tabulate import tabulate
 
+from medtune.core.atomic import atomic_file, atomic_path, write_json, write_text
 from medtune.core.config import RunConfig, dump_config, point_config
 from medtune.core.rundir import RunDir
 from medtune.evaluate.metrics import lower_is_better
@@ -128,19 +129,20 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
 def write_outputs(cfg: RunConfig, out: Path, rows: list[dict], summary: dict) -> None:
     keys = list(cfg.sweep.grid)
     columns = ["point", "seed", *keys, "steps", *summary["metrics"], "run_dir"]
-    with open(out / "sweep.csv", "w", newline="") as f:
+    with atomic_file(out / "sweep.csv", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    (out / "sweep.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=2, default=str))
-    (out / "sweep.md").write_text(summary_markdown(summary))
+    write_json(out / "sweep.json", {"summary": summary, "runs": rows}, indent=2, default=str)
+    write_text(out / "sweep.md", summary_markdown(summary))
     best = summary["points"][summary["best"]]
     seed = cfg.sweep.seeds[0] if cfg.sweep.seeds else None
     best_cfg = point_config(cfg, best["values"], seed, cfg.output_dir, f"{cfg.name}_best")
-    dump_config(best_cfg, out / "best_config.yaml")
-    with open(out / "best_config.yaml", "a") as f:
-        f.write(f"# best point of sweep {cfg.name}: {yaml.safe_dump(best['values'], default_flow_style=True).strip()} "
-                f"by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better)\n")
+    with atomic_path(out / "best_config.yaml") as tmp:
+        dump_config(best_cfg, tmp)
+        with open(tmp, "a") as f:
+            f.write(f"# best point of sweep {cfg.name}: {yaml.safe_dump(best['values'], default_flow_style=True).strip()} "
+                    f"by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better)\n")
     plot(summary, out / "sweep.png")
 
 
@@ -181,7 +183,8 @@ def plot(summary: dict, path: Path) -> None:
     for ax in axes[len(ms):]:
         ax.set_visible(False)
     fig.suptitle(f"sweep: mean ± 95% CI across seeds (orange = best by {summary['metric']})")
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def _label(point: dict) -> str:

@@ -8,7 +8,6 @@ history and curves go into the run directory.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medtune.core.assets import sha256_file
+from medtune.core.atomic import atomic_dir, atomic_path, write_json
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
@@ -135,9 +135,9 @@ def check_trackers(report_to: list[str]) -> None:
 def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     """Train the adapter on ``run.data/train.jsonl`` (written by the prepare stage)."""
     import torch
-    from trl import SFTTrainer
 
     from medtune.core.models import load_base
+    from medtune.training.checkpoints import Trainer
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -152,7 +152,7 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         model, lora = PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True), None
     train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
     eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
-    trainer = SFTTrainer(
+    trainer = Trainer(
         model=model,
         args=sft_config(cfg, run, eval_ds is not None),
         train_dataset=train_ds,
@@ -172,14 +172,17 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     start = time.time()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.time() - start
-    trainer.save_model(str(run.adapter))  # writes on the main process only
+    main = trainer.is_world_process_zero()  # under `accelerate launch` (DDP) one process writes the run directory
+    with atomic_dir(run.adapter, commit=main) as staging:  # the adapter appears whole, or the old one stays
+        trainer.save_model(str(staging))  # writes on the main process only
+        if main:
+            tokenizer.save_pretrained(str(staging))
     result = TrainResult(output.training_loss, trainer.state.global_step, seconds, examples_in(trainer.train_dataset), dropped)
-    if not trainer.is_world_process_zero():  # under `accelerate launch` (DDP) one process writes the run directory
+    if not main:
         return result
-    tokenizer.save_pretrained(str(run.adapter))
     history = trainer.state.log_history
     run.logs.mkdir(parents=True, exist_ok=True)
-    (run.logs / "history.json").write_text(json.dumps(history, indent=1))
+    write_json(run.logs / "history.json", history, indent=1)
     plot_curves(history, run.logs / "curves.png")
     run.update_manifest(
         seed=cfg.train.seed,
@@ -276,5 +279,6 @@ def plot_curves(history: list[dict], path: Path) -> None:
         if ax.lines:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)

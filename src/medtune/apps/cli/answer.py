@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from medtune.apps.cli.app import SetOpt, _explicit_config, _fail, command, console
+from medtune.core.atomic import atomic_file, write_json
 
 
 def read_prompts(path: Path) -> list[dict]:
@@ -63,7 +64,7 @@ def ask(
         console.print(a.answer)
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
+    with atomic_file(output) as f:
         for item, a in zip(items, answers, strict=True):
             row = {**item, "answer": a.answer, "triage": a.triage, "fired": a.fired, **({"thinking": a.thinking} if think else {})}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -94,7 +95,7 @@ def safety(
     console.print(table)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        write_json(output, result, indent=2, ensure_ascii=False)
 
 
 @command
@@ -196,4 +197,4 @@ def mcq(
     console.print(table)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2))
+        write_json(output, results, indent=2)

@@ -56,9 +56,11 @@ def _fail(message: str) -> None:
 
 
 def command(fn):
-    """Register a command whose expected failures (bad data, bad model reference) print one line."""
+    """Register a command whose expected failures (bad data, bad model reference, a full disk or read-only
+    output) print one line."""
     import functools
 
+    from medtune.core.atomic import is_disk_error
     from medtune.core.models import ModelError
     from medtune.data.errors import DataError
 
@@ -68,5 +70,9 @@ def command(fn):
             return fn(*args, **kwargs)
         except (DataError, ModelError, FileNotFoundError, ModuleNotFoundError) as e:
             _fail(str(e))
+        except OSError as e:
+            if not is_disk_error(e):
+                raise
+            _fail(f"{e.filename}: {e.strerror}")
 
     return app.command(fn.__name__.rstrip("_"))(wrapper)

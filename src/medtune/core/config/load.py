@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from medtune.core.atomic import write_text
 from medtune.core.config.base import ConfigError
 from medtune.core.config.compose import check, merge, set_dotted
 from medtune.core.config.run import RunConfig
@@ -93,4 +94,4 @@ def validate(data: dict[str, Any], where: str = "<config>") -> RunConfig:
 
 def dump_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config (every default spelled out) as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
