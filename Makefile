@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch 2.13.0 is the CPU build this machine keeps on disk; an unpinned torch pulls GBs of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install quickstart lint test test-fast fuzz browser llamacpp clean
+.PHONY: install quickstart lint test test-fast fuzz browser llamacpp audit clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,15 @@ fuzz: install
 # Used by benchmarks/decode_speed.py and, when present, by the GGUF export check.
 llamacpp: install
 	$(BIN)/pip install -q -e ".[llamacpp]"
+
+# Known vulnerabilities in the installed packages (docs/reliability.md#supply-chain). pip-audit lives in its
+# own venv (build/audit) and checks a `pip freeze` of this one, pinned, without resolving anything; it asks
+# pypi.org's JSON API, so it needs that online. Local version tags (torch's +cpu) are dropped, so the public
+# release is checked. --strict: a package that could not be checked fails the audit instead of being skipped.
+audit: install
+	test -x build/audit/bin/pip-audit || ($(PYTHON) -m venv build/audit && build/audit/bin/pip install -q pip-audit)
+	$(BIN)/pip freeze --exclude-editable | sed 's/+[^ ;]*//' > build/audit-requirements.txt
+	build/audit/bin/pip-audit -r build/audit-requirements.txt --no-deps --disable-pip --strict --progress-spinner off
 
 clean:
 	rm -rf runs .pytest_cache
