@@ -57,8 +57,6 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """An open temporary file that replaces ``path`` when the block ends without an error."""
     with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding, newline=newline) as f:
         yield f
-        f.flush()
-        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
@@ -89,12 +87,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, commit: bool = True) -> Iterator[Path]:
+def atomic_dir(path: str | Path, commit: bool = True, shared: bool = False) -> Iterator[Path]:
     """A fresh hidden directory ``.<name>.partial`` beside ``path``, swapped in for ``path`` when the block
     ends without an error. ``commit=False`` (another process of a distributed run writes the directory)
-    only yields the same staging path: nothing is created, cleared or moved."""
+    only yields the same staging path: nothing is created, cleared or moved. ``shared=True`` (a cache
+    that several processes may fill at once) gives each process its own ``.<name>.<pid>.partial``."""
     path = Path(path)
-    staging = staging_dir(path)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.partial") if shared else staging_dir(path)
     if not commit:
         yield staging
         return

@@ -149,7 +149,7 @@ def gguf_to_hf(gguf: Path) -> Path:
         quantizer.remove_quantization_config(model)
     if not model.config.architectures:  # GGUF configs lack it; exporters and vLLM need it
         model.config.architectures = [type(model).__name__]
-    with atomic_dir(target) as tmp:  # a killed conversion never leaves a half-written cache entry
+    with atomic_dir(target, shared=True) as tmp:  # a killed conversion never leaves a half-written cache entry
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "medtune_source.json", {"gguf": str(gguf), "sha256": digest}, indent=1)
