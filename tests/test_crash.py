@@ -142,11 +142,6 @@ def test_disk_full_is_an_enospc_naming_the_path(tmp_path):
     assert not path.exists() and os.listdir(tmp_path) == []
 
 
-def cli_outcome(command: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "400"}
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
 def unshare_prefix() -> list[str]:
     """Run a command in a private mount namespace (as root there), or skip where the OS forbids it."""
     if shutil.which("unshare") is None:
@@ -157,28 +152,34 @@ def unshare_prefix() -> list[str]:
     return ["unshare", "-rm", "sh", "-c"]
 
 
-def prepare_config(tmp_path: Path, out: Path) -> Path:
-    cfg = load_config(None, tiny_overrides(out, "run") + [f"data.sources=[{{kind: generic, path: {FIXTURE}}}]"])
-    path = tmp_path / "prepare.yaml"
-    dump_config(cfg, path)
-    return path
+# the CLI twice in one process (one import of the library): `medtune prepare CONFIG` for each argument
+PREPARE_EACH = """
+import sys
+from medtune.apps.cli import app
+for config in sys.argv[1:]:
+    print("exit", app(["prepare", config], standalone_mode=False), flush=True)
+"""
 
 
-@pytest.mark.parametrize("mount, cause", [("-t tmpfs -o size=8k tmpfs", "No space left on device"),
-                                          ("-o bind,ro {src}", "Read-only file system")])
-def test_full_disk_or_read_only_output_is_one_line(tmp_path, mount, cause):
-    """`medtune prepare` into an 8 KiB tmpfs (its data files do not fit) or a read-only bind mount."""
+def test_full_disk_or_read_only_output_is_one_line(tmp_path):
+    """`medtune prepare` into an 8 KiB tmpfs (its files do not fit) and into a read-only bind mount, mounted
+    in a private mount namespace: works as root too, where a chmod would not stop a write."""
     prefix = unshare_prefix()
-    out = tmp_path / "out"
-    src = tmp_path / "src"
-    out.mkdir()
-    src.mkdir()
-    config = prepare_config(tmp_path, out)
-    script = (f"mount {mount.format(src=src)} {out} && "
-              f"exec {sys.executable} -m medtune prepare {config}")
-    proc = cli_outcome(prefix + [script])
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and cause in lines[0] and str(out) in lines[0], proc.stdout + proc.stderr
-    assert not [p for p in src.rglob("*")]
+    full, read_only, src = tmp_path / "full", tmp_path / "read_only", tmp_path / "src"
+    configs = []
+    for out in (full, read_only, src):
+        out.mkdir()
+        cfg = load_config(None, tiny_overrides(out, "run") + [f"data.sources=[{{kind: generic, path: {FIXTURE}}}]"])
+        configs.append(tmp_path / f"{out.name}.yaml")
+        dump_config(cfg, configs[-1])
+    script = (f"mount -t tmpfs -o size=8k tmpfs {full} && mount -o bind,ro {src} {read_only} && "
+              f"exec {sys.executable} -c '{PREPARE_EACH}' {configs[0]} {configs[1]}")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "400"}
+    proc = subprocess.run(prefix + [script], env=env, capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in output, output
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("error:", "exit"))]
+    assert len(lines) == 4 and lines[1] == lines[3] == "exit 1", output
+    assert lines[0].startswith(f"error: {full}/run/") and lines[0].endswith(": No space left on device"), output
+    assert lines[2].startswith(f"error: {read_only}/run") and lines[2].endswith(": Read-only file system"), output
+    assert not list(src.iterdir())
