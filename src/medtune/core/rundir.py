@@ -8,6 +8,8 @@
       checkpoints/         trainer checkpoints (resume)
       logs/                tensorboard events, history.json, curves.png
       eval/                report.json, report.md, answers.jsonl
+
+Every file in it is written atomically (``core.atomic``): whole under its final name, or not there.
 """
 
 from __future__ import annotations
