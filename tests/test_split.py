@@ -1,17 +1,17 @@
 """The group-aware held-out split (data/split.py) and the boilerplate filter (data/boilerplate.py)."""
 
+from helpers import shared
+
 from medtune.core.config import DataConfig, SourceConfig
 from medtune.data import prepare as P
 from medtune.data.boilerplate import boilerplate_filter, fit_records, is_link_list
 from medtune.data.records import Record, write_jsonl
 from medtune.data.split import split
 
-from helpers import shared
-
 
 def _docs(source="a", docs=60, per_doc=3):
-    return [Record(id=f"{source}{d}-{q}", source=source, question=f"q {source} {d} {q}?", answer=f"answer {source} {d} {q}", document=f"d{d}")
-            for d in range(docs) for q in range(per_doc)]
+    return [Record(id=f"{source}{d}-{q}", source=source, question=f"q {source} {d} {q}?", answer=f"answer {source} {d} {q}",
+                   document=f"d{d}") for d in range(docs) for q in range(per_doc)]
 
 
 def test_split_by_document_keeps_sister_questions_together():

@@ -107,7 +107,8 @@ class Templates:
 def is_link_list(text: str, templates: Templates | None = None) -> bool:
     """Mostly a list of resources: 3 or more list lines (2 or more naming a resource: a URL, "- Name:
     title", or an item that repeats across documents; the others short items), at least
-    ``LINK_LIST_SHARE`` of the lines, and under ``LINK_PROSE_WORDS`` words of prose around them (template sentences, when ``templates`` are given, are not prose).
+    ``LINK_LIST_SHARE`` of the lines, and under ``LINK_PROSE_WORDS`` words of prose around them
+    (template sentences, when ``templates`` are given, are not prose).
     A list of symptoms inside an explanation has its prose; a list of resource names has none."""
     lines = [line for line in text.splitlines() if line.strip()]
     prose = links = named = 0

@@ -320,7 +320,8 @@ def card_markdown(card: dict) -> str:
     if not any(st["name"] == "decontaminate" for st in card["steps"]):
         steps.append(split_row)
     lines.append(_table(["step", "in", "out", "dropped", "changed"], steps))
-    how = f"source {sp['holdout_source']} held out" if sp.get("holdout_source") else f"fraction {sp['eval_fraction']}, by {sp.get('by', 'record')}"
+    how = f"fraction {sp['eval_fraction']}, by {sp.get('by', 'record')}"
+    how = f"source {sp['holdout_source']} held out" if sp.get("holdout_source") else how
     groups = f"; groups {sp['groups']['train']} train / {sp['groups']['eval']} eval" if sp.get("groups") else ""
     cut = f"; {sp['dropped']} held-out records beyond eval_max dropped" if sp.get("dropped") else ""
     lines += ["", f"Split: {sp['train']} train / {sp['eval']} eval ({how}, seed {sp['seed']}{groups}{cut}).", ""]

@@ -43,16 +43,26 @@ def train(
 
 
 @command
-def eval_(config: Path = RunOrConfigArg, overrides: list[str] | None = SetOpt):
-    """Evaluate base vs fine-tuned on the held-out split; write eval/report.json and report.md."""
+def eval_(
+    config: Path = RunOrConfigArg,
+    overrides: list[str] | None = SetOpt,
+    data: list[str] | None = typer.Option(None, "--data", help="An external question set, [name=]kind:path (e.g. "
+                                          "medquad:../shared/data/medquad/9_CDC_QA), scored like the held-out split; repeatable."),
+):
+    """Evaluate base vs fine-tuned on the held-out split (and --data sets); write eval/report.json, report.md, report.html."""
     from medtune.apps.cli.render import summary_table
+    from medtune.core.config import EvalSet
     from medtune.core.rundir import RunDir
     from medtune.evaluate.run import evaluate
 
     run = RunDir(config) if config.is_dir() else None
     cfg = _config(run.config, overrides) if run else _config(config, overrides)
     run = run or RunDir(cfg.run_dir)
-    report = evaluate(cfg, run)
+    try:
+        sets = [EvalSet.parse(spec) for spec in data or []]
+    except ValueError as e:
+        _fail(f"--data: {e}")
+    report = evaluate(cfg, run, sets)
     console.print(summary_table(report))
 
 
