@@ -60,7 +60,8 @@ def report_markdown(report: dict, examples: list[dict], set_examples: dict[str, 
              f"Intervals: bootstrap 95% ({report['bootstrap']['samples']} resamples); "
              "a change whose interval contains 0 is not significant.", ""]
     lines += [f"**Warning: {w}**" for w in degeneration_warning(report)]
-    lines += ["", "## Held-out split", "", metrics_markdown(report, names), "", "### Degeneration", "", degeneration_markdown(report.get("degeneration"), names)]
+    lines += ["", "## Held-out split", "", metrics_markdown(report, names), "", "### Degeneration", "",
+              degeneration_markdown(report.get("degeneration"), names)]
     for name, entry in report.get("sets", {}).items():
         left = entry.get("left_out", {})
         lines += ["", f"## Set: {name}", "", f"{entry['kind']}:{entry['path']}; answers generated for {entry['n_generated']} questions "
@@ -126,7 +127,8 @@ def degeneration_markdown(deg: dict | None, names: list[str]) -> str:
         d = deg.get("differences", {}).get(k)
         change = "" if d is None else f"{d['difference']:+.2f}" + (f" [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]" if d["ci"] else "")
         rows.append([k, *cells, change])
-    return table(["measure", *cols, "change (95% CI)"], rows) + f"\n\nTemplates learned from the training answers: {deg.get('templates', 0)}."
+    learned = f"\n\nTemplates learned from the training answers: {deg.get('templates', 0)}."
+    return table(["measure", *cols, "change (95% CI)"], rows) + learned
 
 
 def _fmt(v) -> str:

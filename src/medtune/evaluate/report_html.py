@@ -36,7 +36,8 @@ def write_html(path: Path, report: dict, examples: list[dict], history_path: Pat
     if history:
         parts.append("<h2>Training curves</h2>" + img(loss_curves(history)))
     parts.append("<h2>Base vs fine-tuned (held-out split)</h2>" + img(metric_bars(report, names))
-                 + metric_table(report, names, METRICS, significance) + degeneration_table(report.get("degeneration"), names, DEGENERATION_ROWS))
+                 + metric_table(report, names, METRICS, significance)
+                 + degeneration_table(report.get("degeneration"), names, DEGENERATION_ROWS))
     for name, entry in report.get("sets", {}).items():
         parts.append(f"<h2>Set: {html.escape(name)}</h2><p>{html.escape(entry['kind'])}:{html.escape(entry['path'])}; "
                      f"{entry['n_generated']} questions never trained on.</p>" + img(metric_bars(entry, names))
@@ -52,7 +53,8 @@ def write_html(path: Path, report: dict, examples: list[dict], history_path: Pat
 body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0;width:100%}}
 td,th{{border:1px solid #ccc;padding:.35em .5em;vertical-align:top;text-align:left}}
-th{{background:#f3f5f7}}img{{max-width:100%}}.warn{{color:#c0392b;font-weight:bold}}.ex td{{font-size:.9em;white-space:pre-wrap}}</style></head><body>
+th{{background:#f3f5f7}}img{{max-width:100%}}.warn{{color:#c0392b;font-weight:bold}}
+.ex td{{font-size:.9em;white-space:pre-wrap}}</style></head><body>
 {"".join(parts)}</body></html>"""
     path.write_text(page, encoding="utf-8")
 

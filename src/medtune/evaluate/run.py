@@ -88,7 +88,8 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
         "n_eval_records": len(records),
         "n_loss_items": len(held.losses["finetuned"]),
         "generation": {"max_new_tokens": cfg.eval.max_new_tokens, "temperature": cfg.eval.temperature,
-                       "repetition_penalty": cfg.generation.repetition_penalty, "no_repeat_ngram_size": cfg.generation.no_repeat_ngram_size},
+                       "repetition_penalty": cfg.generation.repetition_penalty,
+                       "no_repeat_ngram_size": cfg.generation.no_repeat_ngram_size},
         "base_precision": cfg.eval.base_precision,
         "bertscore_model": cfg.eval.bertscore_model or None,
         "bootstrap": {"samples": cfg.eval.bootstrap_samples, "seed": cfg.eval.bootstrap_seed, "level": 0.95},
@@ -186,7 +187,8 @@ def _loss_trainer(cfg, run, generator, records):
     from medtune.data.templates import examples_dataset
     from medtune.evaluate.loss import loss_trainer
 
-    return loss_trainer(cfg, run, generator.model, generator.tokenizer, examples_dataset(records, cfg.data.template, cfg.data.system_prompt))
+    dataset = examples_dataset(records, cfg.data.template, cfg.data.system_prompt)
+    return loss_trainer(cfg, run, generator.model, generator.tokenizer, dataset)
 
 
 def item_scores(losses: list[dict], answers: list[str], references: list[str], cfg) -> dict[str, tuple[list[float], list[float] | None]]:

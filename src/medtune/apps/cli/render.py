@@ -135,6 +135,21 @@ def sweep_table(summary: dict) -> Table:
     return table
 
 
+def seeds_tables(out: dict) -> list[Table]:
+    """Seed variance (``seeds.run_seeds``): per question set, base, tuned mean ± sd, gain and whether it exceeds the spread."""
+    tables = []
+    for name, rows in out["sets"].items():
+        table = Table(title=f"{name}: {len(out['seeds'])} seeds")
+        for col in ("metric", "base", "tuned (mean ± sd)", "gain (95% CI)", "exceeds seed spread"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for r in rows:
+            gain = "–" if r["gain"] is None else f"{r['gain']:+.4f} [{r['gain_ci'][0]:+.4f}, {r['gain_ci'][1]:+.4f}]"
+            exceeds = {True: "[green]yes[/]", False: "[red]no[/]", None: "–"}[r["exceeds_spread"]]
+            table.add_row(r["metric"], f"{r['base']:.4f}", f"{r['tuned_mean']:.4f} ± {r['tuned_sd']:.4f}", gain, exceeds)
+        tables.append(table)
+    return tables
+
+
 def _fmt(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 

@@ -88,7 +88,8 @@ class TrainConfig(Section):
             raise ValueError("keep_best needs evaluation during training (eval_strategy 'epoch', or eval_steps)")
         generated = {"eval_rougeL": self.eval_generate > 0, "eval_bertscore_f1": self.eval_generate > 0 and self.eval_bertscore}
         if self.keep_best and not generated.get(self.best_metric, True):
-            raise ValueError(f"best_metric {self.best_metric} needs eval_generate > 0" + (" and eval_bertscore" if "bert" in self.best_metric else ""))
+            also = " and eval_bertscore" if "bert" in self.best_metric else ""
+            raise ValueError(f"best_metric {self.best_metric} needs eval_generate > 0{also}")
         return self
 
     def schedule(self) -> str:
