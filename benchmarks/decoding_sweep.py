@@ -83,14 +83,14 @@ def main() -> None:
         rows.append([name, f"{rouge:.4f}", f"{bert:.4f}", f"{deg['degenerate']:.0%}", f"{deg['repeated_line']:.0%}",
                      f"{deg['ngram_loop']:.0%}", f"{deg['template']:.0%}", f"{deg['distinct_2']:.3f}", f"{deg['ends_on_eos']:.0%}",
                      f"{deg['mean_words']:.0f}", f"{deg['length_ratio']:.2f}", f"{seconds:.0f}"])
-        print(f"done: {name} ({seconds:.0f}s)", file=sys.stderr)
+        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+        if args.out:  # after every setting, so a long sweep stopped early keeps what it measured
+            args.out.write_text(json.dumps({"n": len(questions), "max_new_tokens": args.max_new_tokens, "settings": figures}, indent=2))
     print(f"{len(questions)} MedQuAD questions (stable sample, seed {args.seed}), built-in SmolLM2-135M-Instruct base, "
           f"{args.max_new_tokens} new tokens, guardrails off; {len(templates.openings)} templates fitted on the other documents.")
     print(tabulate(rows, headers=["setting", "ROUGE-L", "BERTScore F1", "degenerate", "repeated line", "loop", "template",
                                   "distinct-2", "ends on EOS", "mean words", "length / ref", "seconds"],
                    tablefmt="github", disable_numparse=True))
-    if args.out:
-        args.out.write_text(json.dumps({"n": len(questions), "max_new_tokens": args.max_new_tokens, "settings": figures}, indent=2))
 
 
 if __name__ == "__main__":
