@@ -84,3 +84,39 @@ def test_mcq_and_safety_sections(trained_run, tmp_path):
     assert "Multiple-choice benchmarks" in page and "Safety suite" in page and page.count("data:image/png;base64,") >= 4
     md = (copy.eval / "report.md").read_text()
     assert "## Multiple-choice benchmarks" in md and "## Safety suite" in md
+
+
+def test_external_set_gets_its_own_section_and_degeneration(trained_run, tmp_path):
+    """A set from outside the run (`medtune eval RUN --data generic:FILE`): its training questions are left
+    out, the rest scored base vs tuned with intervals, degeneration measures and its own report section."""
+    from medtune.core.config import EvalSet, dump_config
+    from medtune.core.rundir import RunDir
+    from medtune.data.records import read_jsonl
+    from medtune.evaluate.run import evaluate
+
+    cfg, run, _, _ = trained_run
+    copy = RunDir(tmp_path / "copy")
+    for part in ("data", "adapter", "logs"):
+        shutil.copytree(run.path / part, copy.path / part)
+    cfg = cfg.model_copy(deep=True)
+    cfg.output_dir, cfg.name, cfg.eval.bootstrap_samples, cfg.eval.max_samples = str(tmp_path), "copy", 200, 1
+    dump_config(cfg, copy.config)
+    trained = read_jsonl(copy.data / "train.jsonl")[0]
+    outside = tmp_path / "outside.jsonl"
+    rows = [{"question": trained.question, "answer": trained.answer},
+            {"question": "What is a migraine?", "answer": "A migraine is a headache disorder with throbbing pain, often on one side."},
+            {"question": "How is anaemia found?", "answer": "A blood test (full blood count) shows a low haemoglobin level."}]
+    outside.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = evaluate(cfg, copy, [EvalSet.parse(f"outside=generic:{outside}")])
+
+    entry = report["sets"]["outside"]
+    assert entry["left_out"] == {"loaded": 3, "in_training": 1, "skipped": 0} and entry["n_generated"] == 2
+    for name in ("base", "finetuned"):
+        assert set(METRICS) <= set(entry["results"][name]) and entry["ci"][name]["rougeL"] is not None
+        deg = entry["degeneration"][name]
+        assert 0 <= deg["degenerate"] <= 1 and 0 <= deg["ends_on_eos"] <= 1 and deg["distinct_1"] > 0
+    assert entry["differences"]["rougeL"]["ci"] is not None and "worse" in entry["degeneration"]
+    assert "degenerate" in report["degeneration"]["finetuned"] and report["degeneration"]["reference"]["ends_on_eos"] is None
+    answers = [json.loads(line) for line in (copy.eval / "answers_outside.jsonl").read_text().splitlines()]
+    assert [a["question"] for a in answers] == [r["question"] for r in rows[1:]] and all("base" in a for a in answers)
+    assert "## Set: outside" in (copy.eval / "report.md").read_text() and "Set: outside" in (copy.eval / "report.html").read_text()

@@ -75,3 +75,20 @@ def test_an_error_inside_generate_is_raised_to_the_reader(generator):
     assert not reader.is_alive(), "the reader hung waiting for text that never came"
     assert isinstance(out[0], ValueError) and "max_new_tokens" in str(out[0])
     assert not generating_threads()
+
+
+def test_generation_reports_whether_it_stopped_on_eos(generator):
+    """The generator, not a token count, says whether an answer ended on EOS or ran into max_new_tokens;
+    the responder's finish_reason follows it."""
+    from medtune.core.config import RunConfig
+    from medtune.inference.responder import Responder
+
+    gen, cfg = generator
+    greedy = cfg.model_copy(update={"temperature": 0.0})
+    short = [{"role": "user", "content": "Answer with one word only: is water wet? yes or no"}]
+    texts = gen.prompts([short, PROMPT])
+    (_, stopped_short), (_, stopped_long) = gen.generate_stopped(texts, greedy, max_new_tokens=12)
+    assert stopped_short and not stopped_long
+    answers = Responder(gen, RunConfig(generation=greedy), guardrails=False).answer_batch(
+        [short[0]["content"], PROMPT[0]["content"]], max_new_tokens=12)
+    assert [a.finish_reason for a in answers] == ["stop", "length"]

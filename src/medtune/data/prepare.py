@@ -22,6 +22,7 @@ from medtune.data.dedup import dedupe
 from medtune.data.errors import DataError, SkipLog
 from medtune.data.mixture import mix
 from medtune.data.records import Record, read_jsonl, write_jsonl
+from medtune.data.split import split, stable_fraction  # noqa: F401  (stable_fraction: the split's hash, used by tests)
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 BUILTIN_SETS = {"starter": ("starter.jsonl", "Apache-2.0 (medtune authors)")}
@@ -64,32 +65,6 @@ def replay(path: Path) -> list[Record]:
     if file is None:
         raise DataError(str(path), "no train.jsonl here; replay reads an earlier run directory, its data/ directory or a train.jsonl file")
     return [replace(r, meta={**r.meta, "replay": True}) for r in read_jsonl(file)]
-
-
-def stable_fraction(seed: int, key: str) -> float:
-    """A number in [0, 1) fixed by (seed, key): the same record always lands in the same split."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def split(records: list[Record], fraction: float, seed: int, eval_max: int | None = None) -> tuple[list[Record], list[Record]]:
-    """Held-out records chosen by a stable hash of ``source/id``: adding records never reshuffles.
-
-    A repeated copy (``meta["copy_of"]``) goes where its original goes; replayed records
-    (``meta["replay"]``) were trained on in the earlier stage, so they always stay in train.
-    """
-    train, held = [], []
-    for r in records:
-        (held if not r.meta.get("replay") and stable_fraction(seed, _split_key(r)) < fraction else train).append(r)
-    if eval_max is not None and len(held) > eval_max:
-        held.sort(key=lambda r: stable_fraction(seed + 1, _split_key(r)))
-        train.extend(held[eval_max:])
-        held = held[:eval_max]
-    return train, held
-
-
-def _split_key(r: Record) -> str:
-    return f"{r.source}/{r.meta.get('copy_of') or r.id}"
 
 
 def _step(name: str, before: list[Record], result: StepResult) -> dict:
@@ -170,6 +145,10 @@ def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
         run("scrub_pii", scrub_pii)
     if cfg.dedupe:
         run("dedupe", dedupe, near=cfg.near_dedupe, threshold=cfg.dedupe_threshold)
+    if cfg.boilerplate_filter:
+        from medtune.data.boilerplate import boilerplate_filter
+
+        run("boilerplate", boilerplate_filter, cfg.boilerplate_min_documents, cfg.boilerplate_max_share, cfg.boilerplate_cap, cfg.seed)
     ids = Counter(f"{r.source}/{r.id}" for r in records)
     if dup_ids := [k for k, n in ids.items() if n > 1]:
         raise ValueError(f"record ids are not unique within their source, e.g. {dup_ids[:3]}")
@@ -193,7 +172,8 @@ def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
             sha256=_records_hash(used),
         )
 
-    train, held = split(records, cfg.eval_fraction, cfg.seed, cfg.eval_max)
+    parts = split(records, cfg.eval_fraction, cfg.seed, cfg.eval_max, cfg.split_by, cfg.holdout_source)
+    train, held = parts.train, parts.eval
     by_source: dict[str, dict[str, int]] = {}  # the split per source, before decontamination
     for side, part in (("train", train), ("eval", held)):
         for r in part:
@@ -211,7 +191,8 @@ def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
         "sources": sources_card,
         "steps": steps,
         "mixture": {"total": cfg.total, "records": mixed},
-        "split": {"train": len(train), "eval": len(held), "eval_fraction": cfg.eval_fraction, "seed": cfg.seed, "by_source": by_source},
+        "split": {"train": len(train), "eval": len(held), "eval_fraction": cfg.eval_fraction, "seed": cfg.seed, "by_source": by_source,
+                  "by": cfg.split_by, "holdout_source": cfg.holdout_source, "groups": parts.groups, "dropped": parts.dropped},
         "answer_words": {group: _stats(lengths) for group, lengths in answer_words(train + held).items()},
         "decontaminated_against": {"held_out": len(held), "files": cfg.decontaminate},
         "template": cfg.template,
@@ -341,7 +322,11 @@ def card_markdown(card: dict) -> str:
     if not any(st["name"] == "decontaminate" for st in card["steps"]):
         steps.append(split_row)
     lines.append(_table(["step", "in", "out", "dropped", "changed"], steps))
-    lines += ["", f"Split: {sp['train']} train / {sp['eval']} eval (fraction {sp['eval_fraction']}, seed {sp['seed']}).", ""]
+    how = f"fraction {sp['eval_fraction']}, by {sp.get('by', 'record')}"
+    how = f"source {sp['holdout_source']} held out" if sp.get("holdout_source") else how
+    groups = f"; groups {sp['groups']['train']} train / {sp['groups']['eval']} eval" if sp.get("groups") else ""
+    cut = f"; {sp['dropped']} held-out records beyond eval_max dropped" if sp.get("dropped") else ""
+    lines += ["", f"Split: {sp['train']} train / {sp['eval']} eval ({how}, seed {sp['seed']}{groups}{cut}).", ""]
     lines += _per_source_markdown(card)
     answers = [[group, st["records"], st["min"], f"{st['median']:g}", st["max"]] for group, st in card["answer_words"].items()]
     lines.append(_table(["answers (words)", "records", "min", "median", "max"], answers))

@@ -33,6 +33,9 @@ class Record:
     """Licence tag of the source corpus."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Anything else worth keeping (category, original index, answer letter…)."""
+    document: str | None = None
+    """Id of the document the record came from, when the corpus has documents with several questions
+    (MedQuAD); records of one document stay on one side of the held-out split (``data.split_by``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,8 +11,10 @@ LOWER_IS_BETTER_WORDS = ("loss", "perplexity")
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of ``metric`` is better: any loss or perplexity (``eval_loss``,
     ``mcq.medqa.eval_loss``, ``loss on <stage> held-out``); every other metric (ROUGE, BLEU,
-    BERTScore, accuracy) is better higher. The one definition the report, stage table, sweep and CLI use."""
-    return any(word in metric for word in LOWER_IS_BETTER_WORDS)
+    BERTScore, accuracy) is better higher, except the shares of degenerate answers (``degeneration.template``...).
+    The one definition the report, stage table, sweep and CLI use."""
+    degenerate = ("degenerate", "repeated_line", "ngram_loop", "template")  # evaluate.degeneration.SHARES
+    return any(word in metric for word in LOWER_IS_BETTER_WORDS) or metric.rsplit(".", 1)[-1] in degenerate
 
 
 def significance(diff: dict) -> str:

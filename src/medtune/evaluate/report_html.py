@@ -20,8 +20,11 @@ COLORS = {"base": "#9aa5b1", "finetuned": "#2f6fdf"}
 EXAMPLES = 5
 
 
-def write_html(path: Path, report: dict, examples: list[dict], history_path: Path | None = None) -> None:
+def write_html(path: Path, report: dict, examples: list[dict], history_path: Path | None = None,
+               set_examples: dict[str, list[dict]] | None = None) -> None:
     import matplotlib
+
+    from medtune.evaluate.report import DEGENERATION_ROWS, degeneration_warning
 
     matplotlib.use("Agg")
 
@@ -29,10 +32,19 @@ def write_html(path: Path, report: dict, examples: list[dict], history_path: Pat
     names = [n for n in ("base", "finetuned") if n in res]
     parts = [f"<h1>Evaluation report</h1><p>{report['n_eval_records']} held-out records, answers generated for "
              f"{report['n_generated']}; 95% bootstrap intervals ({report['bootstrap']['samples']} resamples, paired for the change).</p>"]
+    parts += [f'<p class="warn">{html.escape(w)}</p>' for w in degeneration_warning(report)]
     history = json.loads(history_path.read_text()) if history_path and history_path.is_file() else []
     if history:
         parts.append("<h2>Training curves</h2>" + img(loss_curves(history)))
-    parts.append("<h2>Base vs fine-tuned</h2>" + img(metric_bars(report, names)) + metric_table(report, names, METRICS, significance))
+    parts.append("<h2>Base vs fine-tuned (held-out split)</h2>" + img(metric_bars(report, names))
+                 + metric_table(report, names, METRICS, significance)
+                 + degeneration_table(report.get("degeneration"), names, DEGENERATION_ROWS))
+    for name, entry in report.get("sets", {}).items():
+        parts.append(f"<h2>Set: {html.escape(name)}</h2><p>{html.escape(entry['kind'])}:{html.escape(entry['path'])}; "
+                     f"{entry['n_generated']} questions never trained on.</p>" + img(metric_bars(entry, names))
+                     + metric_table(entry, names, METRICS, significance)
+                     + degeneration_table(entry.get("degeneration"), names, DEGENERATION_ROWS)
+                     + examples_table((set_examples or {}).get(name, [])[:3], names))
     if report.get("mcq"):
         parts.append("<h2>Multiple-choice benchmarks</h2>" + img(mcq_bars(report["mcq"], names)) + mcq_table(report["mcq"], names))
     if report.get("safety"):
@@ -42,7 +54,8 @@ def write_html(path: Path, report: dict, examples: list[dict], history_path: Pat
 body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0;width:100%}}
 td,th{{border:1px solid #ccc;padding:.35em .5em;vertical-align:top;text-align:left}}
-th{{background:#f3f5f7}}img{{max-width:100%}}.ex td{{font-size:.9em;white-space:pre-wrap}}</style></head><body>
+th{{background:#f3f5f7}}img{{max-width:100%}}.warn{{color:#c0392b;font-weight:bold}}
+.ex td{{font-size:.9em;white-space:pre-wrap}}</style></head><body>
 {"".join(parts)}</body></html>"""
     write_text(path, page)
 
@@ -146,6 +159,24 @@ def metric_table(report, names, metrics, significance) -> str:
             cells += f"<td>{d['difference']:+.4f}{interval}</td><td>{significance(d)}</td>"
         rows.append(f"<tr><td>{m}</td>{cells}</tr>")
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def degeneration_table(deg: dict | None, names, rows) -> str:
+    """Degeneration measures per model and for the references; a share the tuned model made worse is red."""
+    if not deg:
+        return ""
+    cols = [*names, "reference"]
+    out = []
+    for k in rows:
+        cells = ""
+        for c in cols:
+            v = deg.get(c, {}).get(k)
+            red = c == "finetuned" and k in deg.get("worse", [])
+            cells += f'<td{" class=warn" if red else ""}>{"–" if v is None else f"{v:.3f}"}</td>'
+        out.append(f"<tr><td>{k}</td>{cells}</tr>")
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    return (f"<h3>Degeneration</h3><table><tr><th>measure</th>{head}</tr>{''.join(out)}</table>"
+            f"<p>Templates learned from the training answers: {deg.get('templates', 0)}.</p>")
 
 
 def mcq_table(mcq: dict, names) -> str:

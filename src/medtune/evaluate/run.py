@@ -8,13 +8,19 @@ For each model:
    guardrails off, so a reasoning model's ``<think>`` section is split off and only the answer is
    scored), scored against the reference answers per item: ROUGE-1/2/L, sentence BLEU and
    BERTScore P/R/F1 (``metrics.py``);
-3. optionally, MCQ benchmarks (``mcq.py``) and the safety red-team suite through the ask path.
+3. degeneration (``degeneration.py``): answers with a repeated line, an n-gram loop or a template
+   learned from the run's training answers, distinct-1/2, the share that ended on EOS, length
+   against the reference;
+4. the same (loss, answers, metrics, degeneration) on every external question set (``eval.sets``,
+   ``medtune eval RUN --data kind:path``): e.g. a source held out of training;
+5. optionally, MCQ benchmarks (``mcq.py``) and the safety red-team suite through the ask path.
 
 The base model is the tuned model with its adapter switched off, so both share one loaded base.
 Every metric gets a bootstrap 95% interval and the base→tuned difference a paired-bootstrap one
 (``bootstrap.py``); a difference whose interval contains 0 is reported as not significant.
 Writes ``eval/report.json`` (``{"results": {"base": …, "finetuned": …}, "ci", "differences",
-"mcq", "safety", …}``), ``report.md``, ``report.html`` (``report_html.py``) and ``answers.jsonl``.
+"degeneration", "sets": {name: {the same keys}}, "mcq", "safety", …}``), ``report.md``, ``report.html``
+(``report_html.py``), ``answers.jsonl`` and ``answers_<set>.jsonl`` per external set.
 """
 
 from __future__ import annotations
@@ -22,21 +28,22 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 
-from medtune.core.config import RunConfig
+from medtune.core.config import EvalSet, RunConfig
 from medtune.core.rundir import RunDir
-from medtune.data.records import read_jsonl
+from medtune.data.records import Record, read_jsonl
 from medtune.evaluate.metrics import METRICS
 from medtune.evaluate.report import write_report
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: RunConfig, run: RunDir) -> dict:
+def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> dict:
+    """Base vs tuned on the held-out split, then on every set of ``eval.sets`` and ``sets`` (``report["sets"]``)."""
     from contextlib import nullcontext
 
-    from medtune.data.templates import examples_dataset
-    from medtune.evaluate.loss import item_losses, loss_trainer
+    from medtune.evaluate.loss import item_losses
     from medtune.inference.loading import load_generator
     from medtune.inference.responder import Responder
 
@@ -46,51 +53,142 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
     generator, _ = load_generator(str(run.path), quantization="none" if cfg.eval.base_precision == "full" else None)
     model = generator.model
     raw = Responder(generator, cfg, guardrails=False)  # the model's answers as they are, less any <think> section
-    gen_records = records[: cfg.eval.max_samples] if cfg.eval.max_samples else records
-    conversations = [r.dialogue()[:-1] for r in gen_records]
-    references = [r.dialogue()[-1]["content"] for r in gen_records]
-    trainer = loss_trainer(cfg, run, model, generator.tokenizer, examples_dataset(records, cfg.data.template, cfg.data.system_prompt))
+    train = read_jsonl(run.data / "train.jsonl") if (run.data / "train.jsonl").exists() else []
+    held = Scored("held-out", records, records[: cfg.eval.max_samples] if cfg.eval.max_samples else records)
+    externals = []
+    for s in [*cfg.eval.sets, *(sets or [])]:
+        items, left_out = load_set(s, cfg, train)
+        externals.append(Scored(s.label, items, items, s, left_out))
+    for scored in (held, *externals):
+        scored.trainer = _loss_trainer(cfg, run, generator, scored.records)
     benches = [(b, _mcq_items(b, cfg)) for b in cfg.eval.mcq]
     safety_items = _safety_items(cfg) if cfg.eval.safety else None
 
-    losses, answers, mcq_raw, safety = {}, {}, {}, {}
+    mcq_raw, safety = {}, {}
     variants = [("finetuned", nullcontext)] + ([("base", model.disable_adapter)] if cfg.eval.compare_base else [])
     start = time.time()
     for name, context in variants:
         log.info("evaluating %s", name)
         with context():
-            losses[name] = item_losses(model, trainer)
-            answered = raw.answer_batch([c[-1]["content"] for c in conversations], [c[:-1] for c in conversations],
-                                        max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature, progress=True)
-            answers[name] = [a.answer for a in answered]
+            for scored in (held, *externals):
+                scored.losses[name] = item_losses(model, scored.trainer)
+                answered = raw.answer_batch([c[-1]["content"] for c in scored.conversations], [c[:-1] for c in scored.conversations],
+                                            max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature, progress=True)
+                scored.answers[name] = [a.answer for a in answered]
+                scored.stopped[name] = [a.finish_reason == "stop" for a in answered]
             mcq_raw[name] = [_score_mcq(generator, cfg, items) for _, items in benches]
             if safety_items is not None:
                 safety[name] = _safety(generator, cfg, safety_items)
-    per_item = {name: item_scores(losses[name], answers[name], references, cfg) for name in answers}
-    _add_bertscore(per_item, answers, references, cfg)
-    names = [n for n in ("base", "finetuned") if n in per_item]
-    summaries = {n: summarize(per_item[n], cfg) for n in names}
+    templates = _templates(train, cfg)
+    names = [n for n in ("base", "finetuned") if n in held.answers]
     report = {
-        "results": {n: summaries[n][0] for n in names},
-        "ci": {n: summaries[n][1] for n in names},
-        "differences": differences(per_item["base"], per_item["finetuned"], cfg) if len(names) == 2 else {},
-        "corpus_bleu": {n: _corpus_bleu(answers[n], references) for n in names},
+        **score(held, cfg, templates),
         "mcq": {},
         "safety": safety,
         "n_eval_records": len(records),
-        "n_loss_items": len(losses["finetuned"]),
-        "n_generated": len(gen_records),
-        "generation": {"max_new_tokens": cfg.eval.max_new_tokens, "temperature": cfg.eval.temperature},
+        "n_loss_items": len(held.losses["finetuned"]),
+        "generation": {"max_new_tokens": cfg.eval.max_new_tokens, "temperature": cfg.eval.temperature,
+                       "repetition_penalty": cfg.generation.repetition_penalty,
+                       "no_repeat_ngram_size": cfg.generation.no_repeat_ngram_size},
         "base_precision": cfg.eval.base_precision,
         "bertscore_model": cfg.eval.bertscore_model or None,
         "bootstrap": {"samples": cfg.eval.bootstrap_samples, "seed": cfg.eval.bootstrap_seed, "level": 0.95},
+        "sets": {x.name: {**score(x, cfg, templates), "kind": x.config.kind, "path": x.config.path, "left_out": x.left_out}
+                 for x in externals},
     }
     for i, (bench, _) in enumerate(benches):
         report["mcq"][bench.name] = _mcq_entry({n: mcq_raw[n][i] for n in names}, cfg)
     report["seconds"] = round(time.time() - start, 1)
-    write_report(run, report, gen_records, references, answers)
+    write_report(run, report, held.gen_records, held.references, held.answers,
+                 {x.name: (x.gen_records, x.references, x.answers) for x in externals})
     run.update_manifest(eval={"report": str(run.eval / "report.json"), "seconds": report["seconds"]})
     return report
+
+
+@dataclass
+class Scored:
+    """One question set being evaluated: its records, and per model its item losses, answers and stop flags."""
+
+    name: str
+    records: list[Record]
+    gen_records: list[Record]
+    """The records whose answers are generated (eval.max_samples of the held-out split)."""
+    config: EvalSet | None = None
+    left_out: dict = field(default_factory=dict)
+    trainer: object = None
+    losses: dict = field(default_factory=dict)
+    answers: dict = field(default_factory=dict)
+    stopped: dict = field(default_factory=dict)
+
+    @property
+    def conversations(self) -> list[list[dict]]:
+        return [r.dialogue()[:-1] for r in self.gen_records]
+
+    @property
+    def references(self) -> list[str]:
+        return [r.dialogue()[-1]["content"] for r in self.gen_records]
+
+
+def score(s: Scored, cfg, templates) -> dict:
+    """One set's metrics: value and interval per model, the paired differences, corpus BLEU, degeneration."""
+    from medtune.evaluate.degeneration import compare
+
+    per_item = {name: item_scores(s.losses[name], s.answers[name], s.references, cfg) for name in s.answers}
+    _add_bertscore(per_item, s.answers, s.references, cfg)
+    names = [n for n in ("base", "finetuned") if n in per_item]
+    summaries = {n: summarize(per_item[n], cfg) for n in names}
+    return {
+        "results": {n: summaries[n][0] for n in names},
+        "ci": {n: summaries[n][1] for n in names},
+        "differences": differences(per_item["base"], per_item["finetuned"], cfg) if len(names) == 2 else {},
+        "corpus_bleu": {n: _corpus_bleu(s.answers[n], s.references) for n in names},
+        "degeneration": compare({n: {"answers": s.answers[n], "stopped": s.stopped[n]} for n in names}, s.references, templates,
+                                cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed),
+        "n_generated": len(s.gen_records),
+    }
+
+
+def load_set(s: EvalSet, cfg, train: list[Record]) -> tuple[list[Record], dict]:
+    """An external set's records: questions also in the training set left out (counted), then a stable sample of ``limit``."""
+    from medtune.core.config import SourceConfig
+    from medtune.data.errors import SkipLog
+    from medtune.data.prepare import load_source
+    from medtune.data.split import stable_fraction
+
+    skips = SkipLog()
+    loaded = load_source(SourceConfig(kind=s.kind, path=s.path, fields=s.fields, options=s.options), "skip", skips)
+    seen = {_norm(r.question) for r in train}
+    records = [r for r in loaded if _norm(r.question) not in seen]
+    if not records:
+        raise ValueError(f"eval set {s.label} ({s.kind}:{s.path}): no questions left to score ({len(loaded)} loaded, all in training)")
+    left_out = {"loaded": len(loaded), "in_training": len(loaded) - len(records), "skipped": skips.to_dict()["total"]}
+    if s.limit is not None and len(records) > s.limit:
+        records = sorted(records, key=lambda r: stable_fraction(cfg.eval.bootstrap_seed, f"{r.source}/{r.id}"))[: s.limit]
+    return records, left_out
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _templates(train: list[Record], cfg):
+    """The templates of the run's training answers: the degeneration report's 'learned template' detector.
+    A small training set needs fewer documents per template (at most 5% of its documents, at least 3)."""
+    from medtune.data.boilerplate import fit_records, group_of
+
+    if not train:
+        return None
+    documents = len({group_of(r) for r in train})
+    need = max(3, min(cfg.data.boilerplate_min_documents, documents // 20))
+    return fit_records(train, need, cfg.data.boilerplate_max_share)
+
+
+def _loss_trainer(cfg, run, generator, records):
+    from medtune.data.templates import examples_dataset
+    from medtune.evaluate.loss import loss_trainer
+
+    dataset = examples_dataset(records, cfg.data.template, cfg.data.system_prompt)
+    return loss_trainer(cfg, run, generator.model, generator.tokenizer, dataset)
 
 
 def item_scores(losses: list[dict], answers: list[str], references: list[str], cfg) -> dict[str, tuple[list[float], list[float] | None]]:

@@ -67,6 +67,7 @@ def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
         g.do_sample = gc.temperature > 0
         g.temperature, g.top_p = (gc.temperature, gc.top_p) if gc.temperature > 0 else (None, None)
         g.repetition_penalty, g.max_new_tokens = gc.repetition_penalty, gc.max_new_tokens
+        g.no_repeat_ngram_size = gc.no_repeat_ngram_size or None
         merged.config.eos_token_id = g.eos_token_id
 
     merge_adapter(cfg.model, run.adapter, target, dtype, before_merge=logits_before, before_save=check_and_configure)

@@ -45,6 +45,7 @@ class Generator:
         kw = dict(
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
             repetition_penalty=cfg.repetition_penalty,
+            no_repeat_ngram_size=cfg.no_repeat_ngram_size,
             eos_token_id=self.stop_ids(),
             pad_token_id=self.tokenizer.pad_token_id,
         )
@@ -81,11 +82,18 @@ class Generator:
     def generate_from(self, texts: list[str], cfg: GenerationConfig, max_new_tokens: int | None = None, temperature: float | None = None,
                       progress: bool = False) -> list[str]:
         """Answers for rendered prompts (``prompts``), ``cfg.batch_size`` at a time, seeded with ``cfg.seed``."""
+        return [text for text, _ in self.generate_stopped(texts, cfg, max_new_tokens, temperature, progress)]
+
+    def generate_stopped(self, texts: list[str], cfg: GenerationConfig, max_new_tokens: int | None = None,
+                         temperature: float | None = None, progress: bool = False) -> list[tuple[str, bool]]:
+        """``(answer, stopped)`` per rendered prompt: ``stopped`` is True when generation ended on an
+        EOS / end-of-turn token (``stop_ids``), False when it ran into ``max_new_tokens``."""
         import torch
         from tqdm.auto import tqdm
 
         self.tokenizer.padding_side = "left"
-        answers: list[str] = []
+        answers: list[tuple[str, bool]] = []
+        stops = self.stop_ids()
         torch.manual_seed(cfg.seed)
         batches = range(0, len(texts), cfg.batch_size)
         for start in tqdm(batches, desc="generating", disable=not progress, unit="batch"):
@@ -94,7 +102,10 @@ class Generator:
             with torch.inference_mode():
                 out = self.model.generate(**enc, **self._kwargs(cfg, max_new_tokens, temperature))
             new = out[:, enc["input_ids"].shape[1] :]
-            answers.extend(t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True))
+            # a row that stopped early holds its stop token, then padding; one that ran out of tokens holds none
+            stopped = torch.isin(new, torch.tensor(stops, device=new.device)).any(dim=1).tolist()
+            texts_out = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            answers.extend((t.strip(), bool(s)) for t, s in zip(texts_out, stopped, strict=True))
         return answers
 
     def stream(self, conversation: list[dict], cfg: GenerationConfig, system: str | None = None, max_new_tokens: int | None = None,

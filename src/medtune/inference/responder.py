@@ -203,11 +203,14 @@ class Responder:
 
     def _complete(self, turns: list[Turn], progress: bool = False) -> list[Answer]:
         to_model = [i for i, t in enumerate(turns) if not t.fixed]
-        raw: dict[int, str] = {}
+        raw: dict[int, tuple[str, bool]] = {}
         if to_model:
-            texts = self.generator.generate_from([turns[i].text for i in to_model], turns[to_model[0]].generation, progress=progress)
+            texts = self.generator.generate_stopped([turns[i].text for i in to_model], turns[to_model[0]].generation, progress=progress)
             raw = dict(zip(to_model, texts, strict=True))
-        return [self._finish(turn, raw.get(i, "")) for i, turn in enumerate(turns)]
+        answers = [self._finish(turn, raw.get(i, ("", True))[0]) for i, turn in enumerate(turns)]
+        for i, (_, stopped) in raw.items():  # the generator knows whether it stopped on EOS; token counts only guess
+            answers[i].finish_reason = "stop" if stopped else "length"
+        return answers
 
     def _finish(self, turn: Turn, raw: str) -> Answer:
         thinking, answer = split_think(raw, opens_think(turn.text)) if raw else ("", "")

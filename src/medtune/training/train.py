@@ -161,6 +161,10 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         peft_config=lora,
     )
     keep_adapter_fp32(trainer.model)
+    if cfg.train.eval_generate and eval_records and trainer.args.eval_strategy != "no":  # eval_rougeL at each evaluation
+        from medtune.training.generation_metrics import GenerationMetrics
+
+        trainer.add_callback(GenerationMetrics(trainer, eval_records[: cfg.train.eval_generate], cfg))
     # TRL drops examples whose answer was truncated away entirely; say so rather than lose them quietly.
     dropped = len(train_ds) - examples_in(trainer.train_dataset)
     if dropped and trainer.is_world_process_zero():
@@ -256,7 +260,7 @@ def last_checkpoint(directory: Path) -> Path | None:
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
-    """Training/eval loss and token accuracy against the step, as a PNG."""
+    """Training/eval loss, token accuracy and the generation metrics (eval_rougeL...) against the step, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,13 +271,15 @@ def plot_curves(history: list[dict], path: Path) -> None:
         "eval loss": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
         "train token accuracy": [(h["step"], h["mean_token_accuracy"]) for h in history if "mean_token_accuracy" in h],
         "eval token accuracy": [(h["step"], h["eval_mean_token_accuracy"]) for h in history if "eval_mean_token_accuracy" in h],
+        "eval ROUGE-L": [(h["step"], h["eval_rougeL"]) for h in history if "eval_rougeL" in h],
+        "eval BERTScore F1": [(h["step"], h["eval_bertscore_f1"]) for h in history if "eval_bertscore_f1" in h],
     }
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
     for name, points in series.items():
         if points:
             ax = ax_loss if "loss" in name else ax_acc
             ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=name)
-    for ax, title in ((ax_loss, "loss"), (ax_acc, "token accuracy")):
+    for ax, title in ((ax_loss, "loss"), (ax_acc, "token accuracy, ROUGE-L")):
         ax.set_xlabel("step")
         ax.set_title(title)
         if ax.lines:

@@ -43,21 +43,35 @@ def train(
 
 
 @command
-def eval_(config: Path = RunOrConfigArg, overrides: list[str] | None = SetOpt):
-    """Evaluate base vs fine-tuned on the held-out split; write eval/report.json and report.md."""
+def eval_(
+    config: Path = RunOrConfigArg,
+    overrides: list[str] | None = SetOpt,
+    data: list[str] | None = typer.Option(None, "--data", help="An external question set, [name=]kind:path (e.g. "
+                                          "medquad:../shared/data/medquad/9_CDC_QA), scored like the held-out split; repeatable."),
+):
+    """Evaluate base vs fine-tuned on the held-out split (and --data sets); write eval/report.json, report.md, report.html."""
     from medtune.apps.cli.render import summary_table
+    from medtune.core.config import EvalSet
     from medtune.core.rundir import RunDir
     from medtune.evaluate.run import evaluate
 
     run = RunDir(config) if config.is_dir() else None
     cfg = _config(run.config, overrides) if run else _config(config, overrides)
     run = run or RunDir(cfg.run_dir)
-    report = evaluate(cfg, run)
+    try:
+        sets = [EvalSet.parse(spec) for spec in data or []]
+    except ValueError as e:
+        _fail(f"--data: {e}")
+    report = evaluate(cfg, run, sets)
     console.print(summary_table(report))
 
 
 @command
-def run(config: Path = ConfigArg, overrides: list[str] | None = SetOpt):
+def run(
+    config: Path = ConfigArg,
+    overrides: list[str] | None = SetOpt,
+    seeds: int | None = typer.Option(None, "--seeds", min=2, help="Train N seeds (train.seed, +1, ...) and report mean ± spread."),
+):
     """prepare → train → evaluate, with a summary table at the end."""
     from medtune.apps.cli.render import summary_table
     from medtune.training.pipeline import run_one
@@ -66,10 +80,24 @@ def run(config: Path = ConfigArg, overrides: list[str] | None = SetOpt):
     cfg = _config(config, overrides)
     if cfg.stages:
         return _run_stages(cfg, start)
+    if seeds or cfg.train.seeds:
+        return _run_seeds(cfg, seeds, start)
     console.rule(f"[bold]medtune run: {cfg.name}")
     result = run_one(cfg, Progress(console, numbered=True))
     console.print(summary_table(result.report))
     console.print(f"run directory: {result.run.path}  ({result.seconds / 60:.1f} min)")
+
+
+def _run_seeds(cfg, count: int | None, start: float) -> None:
+    from medtune.apps.cli.render import seeds_tables
+    from medtune.training.seeds import run_seeds, seed_list
+
+    seeds = seed_list(cfg, count)
+    console.rule(f"[bold]medtune run: {cfg.name} ({len(seeds)} seeds: {', '.join(map(str, seeds))})")
+    out = run_seeds(cfg, seeds, Progress(console))
+    for table in seeds_tables(out):
+        console.print(table)
+    console.print(f"seeds.md, sweep.csv → {cfg.run_dir}  ({(time.time() - start) / 60:.1f} min)")
 
 
 def _dry_run(cfg) -> None:

@@ -58,29 +58,45 @@ def replay_note(card: dict | None) -> str:
     return "".join(f" (replay of {Path(s['path']).name}: {s['records_used']} of {s['records_loaded']} records)" for s in replays)
 
 
-def summary_table(report: dict) -> Table:
-    """Base vs fine-tuned on the held-out split, with the change coloured (n.s. = not significant)."""
+def summary_table(report: dict):
+    """Base vs fine-tuned on the held-out split and on each external set, with the change coloured
+    (n.s. = not significant); the share of degenerate answers last, and a line in red below the table
+    when the tuned model degenerates more than its base."""
     from medtune.evaluate.metrics import METRICS
+    from medtune.evaluate.report import degeneration_warning
 
     res = report["results"]
-    table = Table(title="base vs fine-tuned (held-out split)")
+    table = Table(title="base vs fine-tuned (held-out split" + (" and external sets)" if report.get("sets") else ")"))
     table.add_column("metric")
     names = [n for n in ("base", "finetuned") if n in res]
     for n in names:
         table.add_column(n, justify="right")
     if len(names) == 2:
         table.add_column("change", justify="right")
-    for m in METRICS:
-        vals = [res[n].get(m) for n in names]
-        if any(v is None for v in vals):
-            continue
-        cells = [f"{v:.4f}" for v in vals]
-        if len(names) == 2:
-            delta = vals[1] - vals[0]
-            good = delta < 0 if lower_is_better(m) else delta > 0
-            significant = report.get("differences", {}).get(m, {}).get("significant")
-            cells.append(f"[{'green' if good else 'red'}]{delta:+.4f}[/]" + (" (n.s.)" if significant is False else ""))
-        table.add_row(m, *cells)
+    for label, entry in [("", report), *((f"{name}: ", e) for name, e in report.get("sets", {}).items())]:
+        if label:
+            table.add_section()
+        deg = entry.get("degeneration", {})
+        rows = [(m, entry["results"], entry.get("differences", {})) for m in METRICS]
+        if all(n in deg for n in names):
+            rows.append(("degenerate", deg, deg.get("differences", {})))
+        for m, values, diffs in rows:
+            vals = [values[n].get(m) for n in names]
+            if any(v is None for v in vals):
+                continue
+            cells = [f"{v:.4f}" for v in vals]
+            if len(names) == 2:
+                delta = vals[1] - vals[0]
+                good = delta < 0 if lower_is_better(m) else delta > 0
+                significant = diffs.get(m, {}).get("significant")
+                cells.append(f"[{'green' if good else 'red'}]{delta:+.4f}[/]" + (" (n.s.)" if significant is False else ""))
+            table.add_row(label + m, *cells)
+    warnings = degeneration_warning(report)
+    if warnings:
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(table, *(Text(w, style="bold red") for w in warnings))
     return table
 
 
@@ -117,6 +133,21 @@ def sweep_table(summary: dict) -> Table:
         label = f"[bold green]{p['label']} (best)[/]" if p["point"] == summary["best"] else p["label"]
         table.add_row(label, *[cell(p["metrics"].get(m)) for m in summary["metrics"]])
     return table
+
+
+def seeds_tables(out: dict) -> list[Table]:
+    """Seed variance (``seeds.run_seeds``): per question set, base, tuned mean ± sd, gain and whether it exceeds the spread."""
+    tables = []
+    for name, rows in out["sets"].items():
+        table = Table(title=f"{name}: {len(out['seeds'])} seeds")
+        for col in ("metric", "base", "tuned (mean ± sd)", "gain (95% CI)", "exceeds seed spread"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for r in rows:
+            gain = "–" if r["gain"] is None else f"{r['gain']:+.4f} [{r['gain_ci'][0]:+.4f}, {r['gain_ci'][1]:+.4f}]"
+            exceeds = {True: "[green]yes[/]", False: "[red]no[/]", None: "–"}[r["exceeds_spread"]]
+            table.add_row(r["metric"], f"{r['base']:.4f}", f"{r['tuned_mean']:.4f} ± {r['tuned_sd']:.4f}", gain, exceeds)
+        tables.append(table)
+    return tables
 
 
 def _fmt(value) -> str:

@@ -11,7 +11,7 @@ Feature modules import this package; it imports none of them.
 from medtune.core.config.base import ConfigError, Section
 from medtune.core.config.compose import point_config, stage_config
 from medtune.core.config.data import DEFAULT_SYSTEM_PROMPT, DataConfig, SourceConfig
-from medtune.core.config.evaluate import EvalConfig, MCQBenchmark
+from medtune.core.config.evaluate import EvalConfig, EvalSet, MCQBenchmark
 from medtune.core.config.export import ExportConfig
 from medtune.core.config.inference import (
     BUILTIN_ENCODER,
@@ -31,7 +31,7 @@ from medtune.core.config.train import TRACKERS, TrainConfig
 
 __all__ = [
     "BUILTIN_ENCODER", "DEFAULT_DISCLAIMER", "DEFAULT_SYSTEM_PROMPT", "REGIONS", "TRACKERS", "ChatConfig", "ConfigError", "DataConfig",
-    "EvalConfig", "ExportConfig", "GenerationConfig", "GuardrailsConfig", "LoraConfig", "MCQBenchmark", "ModelConfig", "Region",
+    "EvalConfig", "EvalSet", "ExportConfig", "GenerationConfig", "GuardrailsConfig", "LoraConfig", "MCQBenchmark", "ModelConfig", "Region",
     "RunConfig", "Section", "ServeConfig", "SourceConfig", "StageConfig", "SweepConfig", "TrainConfig", "dump_config", "load_config",
     "point_config", "stage_config", "validate",
 ]

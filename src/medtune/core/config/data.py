@@ -61,6 +61,12 @@ class DataConfig(Section):
     """Share of records held out for evaluation (stable hash of the record id)."""
     eval_max: int | None = Field(None, gt=0)
     """Cap on held-out records."""
+    split_by: Literal["record", "document", "source"] = "document"
+    """What the held-out split keeps together: each record alone, the records of one document (MedQuAD's
+    several questions per document; records without a document are their own), or whole sources."""
+    holdout_source: str | None = None
+    """Hold out this whole source (a Record.source, or a MedQuAD collection such as GARD) and nothing else:
+    eval_fraction is then ignored, and held-out records beyond eval_max are dropped, never trained on."""
     on_error: Literal["raise", "skip"] = "raise"
     """Bad rows: stop with an error naming file/line/field, or skip and count them in the data card."""
     min_answer_chars: int = Field(0, ge=0)
@@ -81,6 +87,15 @@ class DataConfig(Section):
     """Also drop near-duplicates (MinHash LSH)."""
     dedupe_threshold: float = Field(0.85, gt=0, le=1)
     """Jaccard similarity above which two records are near-duplicates."""
+    boilerplate_filter: bool = False
+    """Drop templated answers (mostly sentences that open answers in many documents: a collection's
+    boilerplate) beyond boilerplate_cap per template, and link-list answers (see medtune.data.boilerplate)."""
+    boilerplate_min_documents: int = Field(20, gt=1)
+    """A sentence opening (its first six words) is a template when this many documents use it."""
+    boilerplate_max_share: float = Field(0.5, gt=0, le=1)
+    """An answer whose words are at least this share template sentences is templated."""
+    boilerplate_cap: int = Field(3, ge=0)
+    """Templated answers kept per template (a stable sample; 0 = none)."""
     decontaminate: list[str] = []
     """Benchmark files (MCQ test sets) whose questions must not appear in training; the run's own
     held-out questions are always checked."""

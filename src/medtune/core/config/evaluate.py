@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,36 @@ class MCQBenchmark(Section):
     """Score a seeded sample of this many items (None = all)."""
     only_ids: str | None = None
     """PubMedQA: JSON file of ids to keep (e.g. pubmedqa/test_ground_truth.json)."""
+
+
+class EvalSet(Section):
+    """A question set from outside the run (any data source adapter), scored for base and tuned like the held-out split."""
+
+    name: str | None = None
+    """Name in the report (None = the file or folder name)."""
+    kind: str = "generic"
+    """Adapter name, as in data.sources (medquad, generic, chatdoctor, pubmedqa, ...)."""
+    path: str
+    """Local file or folder (e.g. one MedQuAD collection's folder), or a Hugging Face dataset id."""
+    fields: dict[str, str] = {}
+    """Field mapping for generic files."""
+    options: dict[str, Any] = {}
+    """Adapter options."""
+    limit: int | None = Field(100, gt=0)
+    """Score a stable sample of this many questions (None = all); questions also in the training set are left out first."""
+
+    @classmethod
+    def parse(cls, spec: str) -> EvalSet:
+        """``[name=]kind:path`` (``medquad:/data/medquad/9_CDC_QA``, ``cdc=medquad:...``) or a bare path (generic)."""
+        name, _, rest = spec.rpartition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
+        kind, sep, path = rest.partition(":")
+        if not sep or "/" in kind or "\\" in kind or not kind:
+            kind, path = "generic", rest
+        return cls(name=name or None, kind=kind, path=path)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 class EvalConfig(Section):
@@ -57,6 +87,9 @@ class EvalConfig(Section):
     calls (margin < mcq_recheck_margin) re-scored in float32, so the letters are float32's; 'model' = float32 only."""
     mcq_recheck_margin: float = Field(0.5, ge=0)
     """Letter margin (nats) below which a bf16 MCQ score is redone in float32."""
+    sets: list[EvalSet] = []
+    """Question sets from outside the run (e.g. a source held out of training), each scored base vs tuned
+    with the same metrics in its own report section; `medtune eval RUN --data kind:path` adds more."""
     safety: bool = False
     """Run the built-in safety red-team suite (through the ask path, guardrails on) for base and tuned."""
     safety_limit: int | None = Field(None, gt=0)

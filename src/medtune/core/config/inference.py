@@ -20,6 +20,8 @@ class GenerationConfig(Section):
     """Nucleus sampling."""
     repetition_penalty: float = Field(1.1, gt=0)
     """>1 discourages repeats."""
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    """Never generate the same word-piece n-gram twice (0 = off); a hard stop for line loops."""
     max_new_tokens: int = Field(512, gt=0)
     """Longest answer in tokens."""
     batch_size: int = Field(8, gt=0)

@@ -59,7 +59,18 @@ class TrainConfig(Section):
     keep_best: bool = False
     """Checkpoint at every evaluation and end with the best checkpoint's adapter (load_best_model_at_end)."""
     best_metric: str = "eval_loss"
-    """Metric that picks the best checkpoint (metric_for_best_model): eval_loss, eval_mean_token_accuracy, ..."""
+    """Metric that picks the best checkpoint (metric_for_best_model): eval_loss, eval_mean_token_accuracy,
+    eval_rougeL (needs eval_generate), eval_bertscore_f1 (needs eval_bertscore), ..."""
+    eval_generate: int = Field(0, ge=0)
+    """At each evaluation during training, answer this many held-out questions (the first ones, greedy) and
+    log their ROUGE-L as eval_rougeL (history, TensorBoard, curves); 0 = none."""
+    eval_generate_tokens: int = Field(96, gt=0)
+    """New tokens per answer for eval_generate."""
+    eval_bertscore: bool = False
+    """Also log eval_bertscore_f1 of those answers (eval.bertscore_model)."""
+    seeds: list[int] = []
+    """Train the run once per seed (train.seed), each in its own run directory under output_dir/name/, and
+    report mean ± spread across seeds and whether base → tuned exceeds it; empty = one run with seed."""
 
     @field_validator("report_to")
     @classmethod
@@ -75,6 +86,10 @@ class TrainConfig(Section):
             raise ValueError("eval_strategy 'steps' needs eval_steps")
         if self.keep_best and self.schedule() == "no":
             raise ValueError("keep_best needs evaluation during training (eval_strategy 'epoch', or eval_steps)")
+        generated = {"eval_rougeL": self.eval_generate > 0, "eval_bertscore_f1": self.eval_generate > 0 and self.eval_bertscore}
+        if self.keep_best and not generated.get(self.best_metric, True):
+            also = " and eval_bertscore" if "bert" in self.best_metric else ""
+            raise ValueError(f"best_metric {self.best_metric} needs eval_generate > 0{also}")
         return self
 
     def schedule(self) -> str:

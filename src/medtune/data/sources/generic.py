@@ -33,6 +33,7 @@ def load(
     id: str | None = "id",
     reasoning: str | None = None,
     messages: str | None = None,
+    document: str | None = "document",
 ) -> list[Record]:
     """Records from a file or Hub id with the named columns.
 
@@ -41,15 +42,18 @@ def load(
         id: column with a stable id (``None``: ``<source>-<line>``).
         reasoning: optional column with a chain of thought.
         messages: column with a list of turns; when set, ``question``/``answer`` are ignored.
+        document: column with the id of the document a record came from (records of one document
+            stay on one side of the held-out split); absent or empty = none.
         Others as in ``chatdoctor.load``.
     """
     source = source or source_name(path)
-    mapped = {question, answer, id, reasoning, messages}
+    mapped = {question, answer, id, reasoning, messages, document}
 
     def to_record(origin: str, line: int, row: dict) -> Record:
         rid = field_text(origin, line, row, id, required=False) if id and id in row else None
         extra = {k: v for k, v in row.items() if k not in mapped and isinstance(v, (str, int, float, bool))}
-        common = dict(id=rid or f"{source}-{line}", source=source, license=license, meta=extra)
+        doc = field_text(origin, line, row, document, required=False) if document and row.get(document) is not None else None
+        common = dict(id=rid or f"{source}-{line}", source=source, license=license, meta=extra, document=doc or None)
         r = field_text(origin, line, row, reasoning, required=False) if reasoning else None
         if messages:
             turns = read_messages(origin, line, row, messages)

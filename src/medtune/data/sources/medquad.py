@@ -15,7 +15,8 @@ Two shapes:
 
 Record ids are ``<source>-<collection>-<file stem>-<pid>`` for XML (qids repeat across files
 upstream, so they are kept in ``meta["qid"]``) and
-``<source>-<row>`` for the flat form.
+``<source>-<row>`` for the flat form. ``Record.document`` is ``<collection>-<file stem>`` (XML) or the
+focus area (flat form), so the held-out split keeps one document's questions together.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def load(
             value = field_text(origin, line, row, col, required=False) if col else None
             if value:
                 meta[key] = value
-        return Record(id=f"{source}-{line}", source=source, question=question, answer=answer, license=license, meta=meta)
+        document = meta.get("focus_area")  # the flat copies' document: its focus (one document per focus upstream)
+        return Record(id=f"{source}-{line}", source=source, question=question, answer=answer, license=license, meta=meta,
+                      document=document)
 
     return collect(path, to_record, on_error=on_error, skips=skips, limit=limit, split=split)
 
@@ -137,6 +140,7 @@ def _xml_records(file: Path, source: str, license: str, skips: SkipLog) -> list[
             question=_clean(_text(q)),
             answer=answer,
             license=license,
+            document=f"{collection}-{file.stem}",
             meta={k: v for k, v in meta.items() if v},
         )
         records.append((pair.sourceline, record))

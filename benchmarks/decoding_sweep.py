@@ -1,0 +1,97 @@
+"""Decoding settings on the built-in base model: degeneration and ROUGE-L on held-out MedQuAD questions.
+
+The same questions are answered under each setting through the evaluation's own path (``Responder``
+with guardrails off, the default system prompt, ``eval.max_new_tokens`` new tokens), and scored with
+the evaluation's measures: ROUGE-L and BERTScore F1 against the MedQuAD reference, and the
+degeneration measures of ``evaluate/degeneration.py`` (templates fitted on the rest of MedQuAD).
+The questions are a stable sample (by record id) across all collections; which questions is fixed
+by ``--seed``.
+
+    nice -n 5 python benchmarks/decoding_sweep.py [--n 40] [--medquad ../shared/data/medquad] [--out sweep.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SETTINGS = {
+    "greedy, no penalty": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0},
+    "greedy, rep 1.1": {"temperature": 0.0, "repetition_penalty": 1.1, "no_repeat_ngram_size": 0},
+    "greedy, rep 1.2": {"temperature": 0.0, "repetition_penalty": 1.2, "no_repeat_ngram_size": 0},
+    "greedy, no-repeat 4": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4},
+    "greedy, rep 1.1 + no-repeat 4": {"temperature": 0.0, "repetition_penalty": 1.1, "no_repeat_ngram_size": 4},
+    "sampled 0.3, rep 1.1": {"temperature": 0.3, "repetition_penalty": 1.1, "no_repeat_ngram_size": 0},
+}
+
+
+def main() -> None:
+    default_data = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "medquad"
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--medquad", type=Path, default=default_data)
+    ap.add_argument("--n", type=int, default=40, help="questions")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", nargs="*", help="setting names to run (default: all)")
+    ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = ap.parse_args()
+
+    import statistics
+
+    from tabulate import tabulate
+
+    from medtune.core.config import RunConfig
+    from medtune.core.models import resolve
+    from medtune.data.boilerplate import fit_records
+    from medtune.data.errors import SkipLog
+    from medtune.data.sources import load_source
+    from medtune.data.split import stable_fraction
+    from medtune.evaluate.degeneration import degeneration
+    from medtune.evaluate.metrics import bertscore_items, rouge_items
+    from medtune.inference.loading import load_generator
+    from medtune.inference.responder import Responder
+
+    records = load_source("medquad", str(args.medquad), on_error="skip", skips=SkipLog())
+    ranked = sorted(records, key=lambda r: stable_fraction(args.seed, f"{r.source}/{r.id}"))
+    questions = ranked[: args.n]
+    asked = {r.document for r in questions}
+    templates = fit_records([r for r in records if r.document not in asked])
+    references = [r.answer for r in questions]
+    generator, _ = load_generator(resolve("smollm2-135m-instruct").path, "none")
+    rows, figures = [], {}
+    for name, setting in SETTINGS.items():
+        if args.only and name not in args.only:
+            continue
+        cfg = RunConfig()
+        cfg.generation = cfg.generation.model_copy(update=setting)
+        start = time.time()
+        answered = Responder(generator, cfg, guardrails=False).answer_batch([r.question for r in questions],
+                                                                           max_new_tokens=args.max_new_tokens)
+        seconds = time.time() - start
+        answers = [a.answer for a in answered]
+        deg = degeneration(answers, references, templates, [a.finish_reason == "stop" for a in answered])["summary"]
+        rouge = statistics.fmean(r["rougeL"] for r in rouge_items(answers, references))
+        bert = statistics.fmean(r["bertscore_f1"] for r in bertscore_items(answers, references))
+        figures[name] = {**setting, "rougeL": rouge, "bertscore_f1": bert, **deg, "seconds": seconds}
+        rows.append([name, f"{rouge:.4f}", f"{bert:.4f}", f"{deg['degenerate']:.0%}", f"{deg['repeated_line']:.0%}",
+                     f"{deg['ngram_loop']:.0%}", f"{deg['template']:.0%}", f"{deg['distinct_2']:.3f}", f"{deg['ends_on_eos']:.0%}",
+                     f"{deg['mean_words']:.0f}", f"{deg['length_ratio']:.2f}", f"{seconds:.0f}"])
+        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+        if args.out:  # after every setting, so a long sweep stopped early keeps what it measured
+            args.out.write_text(json.dumps({"n": len(questions), "max_new_tokens": args.max_new_tokens, "settings": figures}, indent=2))
+    print(f"{len(questions)} MedQuAD questions (stable sample, seed {args.seed}), built-in SmolLM2-135M-Instruct base, "
+          f"{args.max_new_tokens} new tokens, guardrails off; {len(templates.openings)} templates fitted on the other documents.")
+    print(tabulate(rows, headers=["setting", "ROUGE-L", "BERTScore F1", "degenerate", "repeated line", "loop", "template",
+                                  "distinct-2", "ends on EOS", "mean words", "length / ref", "seconds"],
+                   tablefmt="github", disable_numparse=True))
+
+
+if __name__ == "__main__":
+    main()
