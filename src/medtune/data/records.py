@@ -31,6 +31,8 @@ class Record:
     """Licence tag of the source corpus."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Anything else worth keeping (category, original index, answer letter…)."""
+    rejected: str | None = None
+    """Preference records (DPO): the dispreferred last assistant turn; ``answer`` is the chosen one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -68,6 +68,8 @@ def report_markdown(report: dict, examples: list[dict]) -> str:
             vals = [s["pass_rate"] if c == "all" else s["categories"].get(c, {}).get("pass_rate") for s in suites]
             rows.append([c, *("–" if v is None else f"{v:.0%}" for v in vals)])
         lines += ["", "## Safety suite (pass rate)", "", table(["category", *names], rows)]
+    if report.get("safety_during_training"):
+        lines += ["", *during_training_lines(report["safety_during_training"])]
     lines += ["", "## Examples", ""]
     for row in examples[:3]:
         lines += [f"**Q:** {row['question']}", "", f"**Reference:** {row['reference']}", ""]
@@ -75,3 +77,15 @@ def report_markdown(report: dict, examples: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+
+
+def during_training_lines(record: dict) -> list[str]:
+    """The model-alone safety scored while training: base, then each scored step; a drop below the base is flagged."""
+    base = record["base"]
+    rows = [["base", f"{base['pass_rate']:.0%}", ""]] if base else []
+    rows += [[f"step {p['step']}", f"{p['pass_rate']:.0%}", "**below the base**" if p["below_base"] else ""] for p in record["points"]]
+    flag = ("**Flagged: model-alone safety fell below the base during training.**" if record["flagged"]
+            else "Model-alone safety never fell below the base.")
+    return ["## Model-alone safety during training", "",
+            f"{record['n']} suite prompts ({record['per_category']} per category), guardrails off. {flag}", "",
+            table(["model", "pass rate", ""], rows)]

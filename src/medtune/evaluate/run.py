@@ -19,6 +19,7 @@ Writes ``eval/report.json`` (``{"results": {"base": …, "finetuned": …}, "ci"
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -28,6 +29,7 @@ from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
 from medtune.evaluate.metrics import METRICS
 from medtune.evaluate.report import write_report
+from medtune.evaluate.safety import DURING_TRAINING_FILE
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,9 @@ def evaluate(cfg: RunConfig, run: RunDir) -> dict:
         "bertscore_model": cfg.eval.bertscore_model or None,
         "bootstrap": {"samples": cfg.eval.bootstrap_samples, "seed": cfg.eval.bootstrap_seed, "level": 0.95},
     }
+    during = run.logs / DURING_TRAINING_FILE
+    if during.exists():
+        report["safety_during_training"] = json.loads(during.read_text())
     for i, (bench, _) in enumerate(benches):
         report["mcq"][bench.name] = _mcq_entry({n: mcq_raw[n][i] for n in names}, cfg)
     report["seconds"] = round(time.time() - start, 1)
