@@ -55,7 +55,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def command(fn):
+def command(fn, name: str | None = None):
     """Register a command whose expected failures (bad data, bad model reference) print one line."""
     import functools
 
@@ -69,4 +69,4 @@ def command(fn):
         except (DataError, ModelError, FileNotFoundError, ModuleNotFoundError) as e:
             _fail(str(e))
 
-    return app.command(fn.__name__.rstrip("_"))(wrapper)
+    return app.command(name or fn.__name__.rstrip("_"))(wrapper)
