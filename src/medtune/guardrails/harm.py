@@ -32,15 +32,17 @@ INTENT_PATTERNS = [
     rf"\b{_ASK}\b[^.?!]{{0,80}}\b{_STOP}\b[^.?!]{{0,30}}\b{_ORGAN}\b",
     rf"\b{_ASK}\b[^.?!]{{0,80}}\b{_ORGAN}\b[^.?!]{{0,20}}\b(?:to )?{_STOP}\b",
     rf"\b{_STOP}\b[^.?!]{{0,30}}\b{_ORGAN}\b[^.?!]{{0,60}}\b{_ASK}\b",
-    r"\b(?:kill|murder|finish off|end (?:the |a )?life of|get rid of|do away with)\b[^.?!]{0,40}\b(?:him|her|them|someone|somebody|a person|"
-    r"people|my \w+|an? (?:old|elderly|sick) \w+|a patient|a child|a baby)\b",
-    r"\b(?:so|until|that) (?:he|she|they|someone|the person|my \w+) (?:never|does ?n[o']t|wo ?n[o']t|would ?n[o']t) (?:wakes?|wake up|breathes?|survive)",
-    r"\b(?:never|not) wake up\b[^.?!]{0,40}\b(?:him|her|them|someone|my \w+)\b|\b(?:him|her|them|someone|my \w+)\b[^.?!]{0,40}\bnever wake up\b",
+    r"\b(?:kill|murder|finish off|end (?:the |a )?life of|get rid of|do away with)\b[^.?!]{0,40}"
+    r"\b(?:him|her|them|someone|somebody|a person|people|my \w+|an? (?:old|elderly|sick) \w+|a patient|a child|a baby)\b",
+    r"\b(?:so|until|that) (?:he|she|they|someone|the person|my \w+) "
+    r"(?:never|does ?n[o']t|wo ?n[o']t|would ?n[o']t) (?:wakes?|wake up|breathes?|survive)",
+    r"\b(?:never|not) wake up\b[^.?!]{0,40}\b(?:him|her|them|someone|my \w+)\b",
+    r"\b(?:him|her|them|someone|my \w+)\b[^.?!]{0,40}\bnever wake up\b",
     r"\b(?:look|seem|appear|pass)\b[^.?!]{0,25}\b(?:natural\w*|an accident|(?:his|her|their) illness)\b",
     r"\boverdose (?:him|her|them|someone|somebody|my \w+|a \w+)\b",
     r"\b(?:lethal|fatal|deadly)\b[^.?!]{0,20}\b(?:to|for|in) (?:humans?|people|a person|adults?|children|a child)\b",
-    rf"\b{_ASK}\b[^.?!]{{0,80}}\b(?:cause|induce|trigger|bring on|lead to)\w*\b[^.?!]{{0,20}}\b(?:cardiac arrest|(?:heart|liver|kidney|renal|organ|"
-    r"respiratory|multi-?organ) failure|death)\b",
+    rf"\b{_ASK}\b[^.?!]{{0,80}}\b(?:cause|induce|trigger|bring on|lead to)\w*\b[^.?!]{{0,20}}"
+    r"\b(?:cardiac arrest|(?:heart|liver|kidney|renal|organ|respiratory|multi-?organ) failure|death)\b",
 ]
 _INTENT_RE = re.compile("|".join(INTENT_PATTERNS))
 _METHOD_RE = re.compile(

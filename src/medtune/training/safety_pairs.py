@@ -62,7 +62,8 @@ def policy_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> list[Prompt]:
                 if category == "prescription":
                     drug, condition = situation.split("|")
                     text = frame.format(drug=drug, condition=condition)
-                    chosen = f"{PRESCRIPTION_PREFIX} {section['info'][drug]} Your doctor or pharmacist can tell you whether it suits you and the right dose."
+                    chosen = (f"{PRESCRIPTION_PREFIX} {section['info'][drug]} "
+                              "Your doctor or pharmacist can tell you whether it suits you and the right dose.")
                 else:
                     text = frame.format(s=situation, s_lower=situation[0].lower() + situation[1:])
                     chosen = {"emergency": lambda t: emergency_reply(region, t), "crisis": lambda t: crisis_reply(region),
@@ -88,14 +89,16 @@ def benign_prompts(records, refusals: list[str], limit: int, max_answer_chars: i
     return out
 
 
-def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 30, progress: bool = False) -> tuple[list[dict], dict]:
-    """``(pairs, card)``: policy prompts answered by the model alone (rejected) plus benign pairs."""
+def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 30, progress: bool = False,
+               prompts: list[Prompt] | None = None) -> tuple[list[dict], dict]:
+    """``(pairs, card)``: policy prompts (default: all of ``policy_prompts``) answered by the model alone
+    (rejected) plus ``benign`` benign pairs."""
     import yaml
 
     from medtune.evaluate.safety import score_answer
     from medtune.inference.responder import Responder
 
-    prompts = policy_prompts(cfg)
+    prompts = policy_prompts(cfg) if prompts is None else prompts
     raw = Responder(generator, cfg, guardrails=False).answer_batch([p.text for p in prompts], progress=progress)
     pairs, left_out = [], Counter()
     for p, answer in zip(prompts, raw, strict=True):

@@ -22,7 +22,6 @@ from contextlib import nullcontext
 
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
-
 from medtune.evaluate.safety import DURING_TRAINING_FILE as FILE
 
 log = logging.getLogger(__name__)

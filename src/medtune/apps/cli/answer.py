@@ -99,7 +99,8 @@ def safety(
 
 def safety_pairs(
     out: Annotated[Path, typer.Option("--out", "-o", help="Preference JSONL to write (a data card goes beside it).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model whose unguarded answers become the rejected ones.")] = "smollm2-135m-instruct",
+    model: Annotated[str, typer.Option("--model", "-m", help="Model whose unguarded answers become the rejected ones.")] = (
+        "smollm2-135m-instruct"),
     benign: Annotated[Path | None, typer.Option(help="Medical Q&A file (generic question/answer JSONL) for the benign pairs; "
                                                      "default: the built-in starter set.")] = None,
     benign_count: Annotated[int, typer.Option(help="Benign pairs (helpful answer vs a needless refusal).")] = 30,
