@@ -31,7 +31,8 @@ def test_generic_prompt_chosen_rejected():
 
 def test_prompt_as_messages_and_ultrafeedback_lists(tmp_path):
     rows = [
-        {"prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Is tea ok?"}],
+        {"prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                    {"role": "user", "content": "Is tea ok?"}],
          "chosen": "Yes, in moderation.", "rejected": "No."},
         {"prompt": "What helps a cough?",  # UltraFeedback-binarized: full message lists that repeat the prompt
          "chosen": [{"role": "user", "content": "What helps a cough?"}, {"role": "assistant", "content": "Honey and fluids."}],
