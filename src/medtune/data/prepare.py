@@ -25,7 +25,10 @@ from medtune.data.records import Record, read_jsonl, write_jsonl
 from medtune.data.split import split, stable_fraction  # noqa: F401  (stable_fraction: the split's hash, used by tests)
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-BUILTIN_SETS = {"starter": ("starter.jsonl", "Apache-2.0 (medtune authors)")}
+BUILTIN_SETS = {  # name: (file, licence, adapter); safety_pairs is written by `medtune safety-pairs`
+    "starter": ("starter.jsonl", "Apache-2.0 (medtune authors)", "generic"),
+    "safety_pairs": ("safety_pairs.jsonl", "Apache-2.0 (medtune authors; rejected answers by SmolLM2-135M-Instruct)", "preference"),
+}
 
 
 @dataclass
@@ -49,8 +52,8 @@ def load_source(src: SourceConfig, on_error: str, skips: SkipLog) -> list[Record
     if kind == "builtin":
         if path not in BUILTIN_SETS:
             raise ValueError(f"data.sources: unknown built-in set '{path}' (have: {', '.join(BUILTIN_SETS)})")
-        filename, license = BUILTIN_SETS[path]
-        kind, path = "generic", str(BUILTIN_DIR / filename)
+        filename, license, kind = BUILTIN_SETS[path]
+        path = str(BUILTIN_DIR / filename)
         options = {"source": f"builtin:{src.path}", "license": license, **options}
     if src.license:
         options["license"] = src.license

@@ -36,6 +36,8 @@ class Record:
     document: str | None = None
     """Id of the document the record came from, when the corpus has documents with several questions
     (MedQuAD); records of one document stay on one side of the held-out split (``data.split_by``)."""
+    rejected: str | None = None
+    """Preference records (DPO): the dispreferred last assistant turn; ``answer`` is the chosen one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

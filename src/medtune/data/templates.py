@@ -66,3 +66,24 @@ def examples_dataset(records: list[Record], template: str, system_prompt: str | 
     from datasets import Dataset
 
     return Dataset.from_list([to_example(r, template, system_prompt) for r in records])
+
+
+def to_preference_example(record: Record, template: str, system_prompt: str | None) -> dict:
+    """One TRL preference example: the prompt as in ``to_example``, the chosen answer (the record's last
+    turn) and the rejected one (``record.rejected``). DPOTrainer scores both continuations of the same
+    prompt; like SFT, only answer tokens count, and the chat template closes each answer with EOS."""
+    if not record.rejected:
+        raise ValueError(f"record {record.id} ({record.source}): no rejected answer; train.method 'dpo' needs preference "
+                         "records (data source kind 'preference', or 'medtune safety-pairs')")
+    example = to_example(record, template, system_prompt)
+    rejected = record.rejected
+    if template == "alpaca":
+        return {"prompt": example["prompt"], "chosen": example["completion"], "rejected": rejected}
+    return {"prompt": example["prompt"], "chosen": example["completion"], "rejected": [{"role": "assistant", "content": rejected}]}
+
+
+def preference_dataset(records: list[Record], template: str, system_prompt: str | None):
+    """A ``datasets.Dataset`` of prompt/chosen/rejected examples, as TRL's DPOTrainer takes them."""
+    from datasets import Dataset
+
+    return Dataset.from_list([to_preference_example(r, template, system_prompt) for r in records])

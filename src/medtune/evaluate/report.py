@@ -87,6 +87,9 @@ def report_markdown(report: dict, examples: list[dict], set_examples: dict[str, 
             rows.append([c, *("–" if v is None else f"{v:.0%}" for v in vals)])
         lines += ["", "## Safety suite (pass rate)", "", table(["category", *names], rows)]
     lines += ["", "## Examples (held-out split)", ""]
+    if report.get("safety_during_training"):
+        lines += ["", *during_training_lines(report["safety_during_training"])]
+    lines += ["", "## Examples", ""]
     for row in examples[:3]:
         lines += [f"**Q:** {row['question']}", "", f"**Reference:** {row['reference']}", ""]
         lines += [f"**{n}:** {row[n]}" + "\n" for n in names]
@@ -134,3 +137,15 @@ def degeneration_markdown(deg: dict | None, names: list[str]) -> str:
 
 def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
+
+
+def during_training_lines(record: dict) -> list[str]:
+    """The model-alone safety scored while training: base, then each scored step; a drop below the base is flagged."""
+    base = record["base"]
+    rows = [["base", f"{base['pass_rate']:.0%}", ""]] if base else []
+    rows += [[f"step {p['step']}", f"{p['pass_rate']:.0%}", "**below the base**" if p["below_base"] else ""] for p in record["points"]]
+    flag = ("**Flagged: model-alone safety fell below the base during training.**" if record["flagged"]
+            else "Model-alone safety never fell below the base.")
+    return ["## Model-alone safety during training", "",
+            f"{record['n']} suite prompts ({record['per_category']} per category), guardrails off. {flag}", "",
+            table(["model", "pass rate", ""], rows)]

@@ -25,6 +25,7 @@ Writes ``eval/report.json`` (``{"results": {"base": …, "finetuned": …}, "ci"
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -35,6 +36,7 @@ from medtune.core.rundir import RunDir
 from medtune.data.records import Record, read_jsonl
 from medtune.evaluate.metrics import METRICS
 from medtune.evaluate.report import write_report
+from medtune.evaluate.safety import DURING_TRAINING_FILE
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,9 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
         "sets": {x.name: {**score(x, cfg, templates), "kind": x.config.kind, "path": x.config.path, "left_out": x.left_out}
                  for x in externals},
     }
+    during = run.logs / DURING_TRAINING_FILE
+    if during.exists():
+        report["safety_during_training"] = json.loads(during.read_text())
     for i, (bench, _) in enumerate(benches):
         report["mcq"][bench.name] = _mcq_entry({n: mcq_raw[n][i] for n in names}, cfg)
     report["seconds"] = round(time.time() - start, 1)

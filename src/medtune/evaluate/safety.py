@@ -30,6 +30,8 @@ from medtune.core.config import GuardrailsConfig
 from medtune.guardrails import LABELS, Guarded, has_dose
 
 SUITE_PATH = BUILTIN_DIR / "safety_suite.jsonl"
+DURING_TRAINING_FILE = "safety_during_training.json"
+"""Model-alone safety scored while training (``training.safety_watch``), in the run's ``logs/``."""
 CATEGORIES = ("emergency", "crisis", "harmful", "prescription", "jailbreak", "benign")
 LABEL_TO_CATEGORY = {
     "emergency": "emergency",
@@ -207,12 +209,13 @@ def triage_metrics(expected: list[str], predicted: list[str]) -> dict:
     }
 
 
-def run_safety_suite(generator, cfg, items: list[dict] | None = None, progress: bool = False) -> dict:
-    """The red-team suite through the same path as ``medtune ask`` (``Responder``, guardrails included), scored per category."""
+def run_safety_suite(generator, cfg, items: list[dict] | None = None, progress: bool = False, guardrails: bool = True) -> dict:
+    """The red-team suite through the same path as ``medtune ask`` (``Responder``, guardrails included), scored per category.
+    ``guardrails=False``: the model alone, as it runs exported without medtune around it."""
     from medtune.inference.responder import Responder
 
     items = load_suite() if items is None else items
     prompts = [it["prompt"] for it in items]
-    answered = Responder(generator, cfg).answer_batch(prompts, progress=progress)
+    answered = Responder(generator, cfg, guardrails=None if guardrails else False).answer_batch(prompts, progress=progress)
     by_prompt = {p: Guarded(a.answer, a.triage, a.fired) for p, a in zip(prompts, answered, strict=True)}
     return run_suite(by_prompt.__getitem__, items, cfg.guardrails)

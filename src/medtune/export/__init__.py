@@ -3,6 +3,7 @@
     <run>/export/
       merged/          safetensors + tokenizer + generation_config.json, merge_check.json   (merge.py)
       gguf/            model-<type>.gguf for each export.gguf_types, verify.json            (gguf.py)
+                       parity.json: the GGUF in llama.cpp vs PyTorch, model alone          (parity.py)
       ollama/          Modelfile (FROM ../gguf/model-<best>.gguf)                           (ollama.py)
       vllm/            serve.sh + vllm.yaml: the base model with the LoRA adapter, for GPU users (vllm.py)
       README.md        model card                                                           (card.py)
@@ -44,6 +45,7 @@ def export(
     from medtune.export.hub import push
     from medtune.export.merge import merge
     from medtune.export.ollama import write_modelfile
+    from medtune.export.parity import deployment_parity
     from medtune.export.vllm import write_vllm
 
     run = RunDir(run_dir)
@@ -68,6 +70,7 @@ def export(
     if "gguf" in wanted:
         done["gguf"] = to_gguf(out / "merged", out / "gguf", cfg.export.gguf_types)
         done["verify"] = verify_gguf(out / "merged", done["gguf"], run, cfg, out / "gguf" / "verify.json")
+        done["parity"] = deployment_parity(out / "merged", Path(pick_gguf(done["gguf"])), cfg, out / "gguf" / "parity.json")
     if "ollama" in wanted:
         done["ollama"] = write_modelfile(out / "merged", pick_gguf(done["gguf"]), cfg, out / "ollama" / "Modelfile")
     if "vllm" in wanted:

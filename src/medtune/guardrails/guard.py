@@ -32,6 +32,10 @@ What each label does (``Guardrails.before``):
   prefix saying it cannot prescribe; ``after`` removes any dose instruction it wrote anyway;
 * general -- the model answers; every model answer gets the disclaimer.
 
+After the model answers, ``after`` also catches what triage missed (``harm``): a question that shows
+intent to harm (however worded: "what dose would stop her kidneys") with an answer that gives a
+quantity, dose or method gets the harmful reply instead (fired ``harm_intent``).
+
 The encoder is loaded on the first semantic triage, once per instance (and shared between
 instances through a small module cache in ``medtune.guardrails.semantic``).
 """
@@ -44,6 +48,7 @@ from dataclasses import dataclass, field
 
 from medtune.core.config import GuardrailsConfig
 from medtune.guardrails.doses import remove_doses
+from medtune.guardrails.harm import gives_means, intends_harm
 from medtune.guardrails.normalise import normalise, segments
 from medtune.guardrails.replies import PRESCRIPTION_ADDENDUM, PRESCRIPTION_PREFIX, crisis_reply, emergency_reply, harmful_reply
 from medtune.guardrails.rules import LABELS, detect_framings, match_rules, strip_framings
@@ -70,6 +75,8 @@ class Decision:
     """Extra instruction appended to the system prompt for the model (prescription)."""
     prefix: str | None = None
     """Text put before the model's answer (prescription)."""
+    harm_intent: bool = False
+    """The question shows intent to harm (``harm.intends_harm``): an answer that gives a quantity or method is replaced."""
 
 
 @dataclass
@@ -169,9 +176,11 @@ class Guardrails:
             return Decision(triage, reply=crisis_reply(region))
         if label == "harmful":
             return Decision(triage, reply=harmful_reply(region))
+        users = [m.get("content", "") for m in (history or []) if m.get("role") == "user"][-2:]
+        intent = intends_harm(" ".join([*users, prompt]))
         if label == "prescription":
-            return Decision(triage, system_addendum=PRESCRIPTION_ADDENDUM, prefix=PRESCRIPTION_PREFIX)
-        return Decision(triage)
+            return Decision(triage, system_addendum=PRESCRIPTION_ADDENDUM, prefix=PRESCRIPTION_PREFIX, harm_intent=intent)
+        return Decision(triage, harm_intent=intent)
 
     def after(self, decision: Decision, answer: str) -> Guarded:
         label = decision.triage.label
@@ -181,6 +190,8 @@ class Guardrails:
         if decision.reply is not None:
             return Guarded(decision.reply, label, [*fired, "fixed_reply"])
         answer = (answer or "").strip()
+        if decision.harm_intent and gives_means(answer):  # triage missed it; the answer must not carry the means
+            return Guarded(harmful_reply(self.config.resources), label, [*fired, "harm_intent"])
         if self.config.block_doses:
             answer, removed = remove_doses(answer, only_rx_drugs=label != "prescription")
             if removed:

@@ -17,7 +17,8 @@ class GuardedStream:
     A complete sentence is shown as soon as the post-checks leave it unchanged. Once a sentence
     holds a dose figure, nothing more is shown until the model has finished: whether that
     sentence must go can depend on text that comes later (a prescription drug named afterwards),
-    so the rest is released only from the final ``after`` result. Fixed replies come whole.
+    so the rest is released only from the final ``after`` result. Fixed replies come whole, and so does
+    an answer to a question that shows intent to harm (``Decision.harm_intent``).
     """
 
     def __init__(self, after: Callable[[Any, str], Any], enabled: bool, decision, pieces: Iterable[str]):
@@ -39,7 +40,7 @@ class GuardedStream:
             if self.result.answer.startswith(shown):
                 yield self.result.answer[len(shown):]
             return
-        held = False
+        held = decision.harm_intent  # the whole answer may be replaced: show nothing before it is checked
         for piece in self.pieces:
             self.raw += piece
             if held:

@@ -1,6 +1,7 @@
-"""The train stage: a PEFT LoRA/QLoRA adapter trained by TRL's SFTTrainer.
+"""The train stage: a PEFT LoRA/QLoRA adapter trained by TRL's SFTTrainer (or, ``train.method: dpo``,
+its DPOTrainer on preference pairs: ``dpo.py``).
 
-medtune configures the trainer; it does not own a training loop. Loss is on the assistant's
+medtune configures the trainer; it does not own a training loop. SFT loss is on the assistant's
 answer only (prompt–completion examples, see ``data.templates``). Checkpoints go to
 ``checkpoints/`` so a killed run resumes with ``--resume``; the final adapter, tokenizer,
 history and curves go into the run directory.
@@ -63,8 +64,21 @@ def linear_module_names(model) -> list[str]:
 
 
 def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
-    import torch
     from trl import SFTConfig
+
+    t = cfg.train
+    return SFTConfig(
+        **common_args(cfg, run, has_eval),
+        completion_only_loss=True,
+        packing=t.packing,
+        padding_free=t.packing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+    )
+
+
+def common_args(cfg: RunConfig, run: RunDir, has_eval: bool) -> dict:
+    """The trainer arguments SFT and DPO share (``transformers.TrainingArguments`` plus ``max_length``)."""
+    import torch
 
     t = cfg.train
     on_gpu = torch.cuda.is_available()
@@ -72,7 +86,7 @@ def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
     # transformers' TensorBoard callback takes its directory from this variable only; without it, a
     # trainer that logs before it trains (evaluate() first) writes to ./runs/<date>_<host> in the cwd
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.logs / "tensorboard")
-    return SFTConfig(
+    return dict(
         output_dir=str(run.checkpoints),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -95,10 +109,6 @@ def sft_config(cfg: RunConfig, run: RunDir, has_eval: bool):
         bf16=dtype == "bfloat16",
         fp16=dtype == "float16" and on_gpu,
         use_cpu=not on_gpu,
-        completion_only_loss=True,
-        packing=t.packing,
-        padding_free=t.packing,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         dataloader_num_workers=0,
         disable_tqdm=False,
         ddp_find_unused_parameters=False,  # every LoRA weight is used in every step; the search costs a pass
@@ -137,7 +147,6 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     import torch
 
     from medtune.core.models import load_base
-    from medtune.training.checkpoints import Trainer
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -150,16 +159,7 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         from peft import PeftModel
 
         model, lora = PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True), None
-    train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
-    eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
-    trainer = Trainer(
-        model=model,
-        args=sft_config(cfg, run, eval_ds is not None),
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tokenizer,
-        peft_config=lora,
-    )
+    trainer, train_ds = build_trainer(cfg, run, model, tokenizer, lora, train_records, eval_records)
     keep_adapter_fp32(trainer.model)
     if cfg.train.eval_generate and eval_records and trainer.args.eval_strategy != "no":  # eval_rougeL at each evaluation
         from medtune.training.generation_metrics import GenerationMetrics
@@ -177,6 +177,10 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.time() - start
     main = trainer.is_world_process_zero()  # under `accelerate launch` (DDP) one process writes the run directory
+    if cfg.train.method == "dpo":
+        from medtune.training.dpo import drop_reference
+
+        drop_reference(trainer.model)
     with atomic_dir(run.adapter, commit=main) as staging:  # the adapter appears whole, or the old one stays
         trainer.save_model(str(staging))  # writes on the main process only
         if main:
@@ -195,10 +199,38 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         train={**result.__dict__, "resumed_from": str(checkpoint) if checkpoint else None,
                "trainable_parameters": _trainable(trainer.model),
                "processes": trainer.args.world_size, "init_adapter": cfg.lora.init_adapter,
-               "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric},
+               "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+               "method": cfg.train.method, "safety_flagged": _safety_flagged(run)},
         adapter={"sha256": sha256_file(run.adapter / "adapter_model.safetensors")},
     )
     return result
+
+
+def build_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_records, eval_records):
+    """``(trainer, training dataset)`` for ``train.method``: TRL's SFTTrainer on prompt–completion examples, or
+    DPOTrainer on prompt/chosen/rejected pairs (``dpo.py``). ``eval.safety_during_training`` adds the
+    model-alone safety check (``safety_watch.py``)."""
+    from medtune.training.checkpoints import Trainer
+    from medtune.training.safety_watch import safety_callbacks
+
+    callbacks = safety_callbacks(cfg, run, tokenizer)
+    if cfg.train.method == "dpo":
+        from medtune.training.dpo import dpo_trainer
+
+        return dpo_trainer(cfg, run, model, tokenizer, lora, train_records, eval_records, callbacks)
+    train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
+    eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
+    trainer = Trainer(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+    return trainer, train_ds
+
+
+def _safety_flagged(run: RunDir) -> bool | None:
+    """Whether model-alone safety fell below the base while training (None: not measured)."""
+    from medtune.evaluate.safety import DURING_TRAINING_FILE
+
+    path = run.logs / DURING_TRAINING_FILE
+    return json.loads(path.read_text())["flagged"] if path.exists() else None
 
 
 def examples_in(dataset) -> int:

@@ -98,6 +98,39 @@ def safety(
         write_json(output, result, indent=2, ensure_ascii=False)
 
 
+def safety_pairs(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Preference JSONL to write (a data card goes beside it).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model whose unguarded answers become the rejected ones.")] = (
+        "smollm2-135m-instruct"),
+    benign: Annotated[Path | None, typer.Option(help="Medical Q&A file (generic question/answer JSONL) for the benign pairs; "
+                                                     "default: the built-in starter set.")] = None,
+    benign_count: Annotated[int, typer.Option(help="Benign pairs (helpful answer vs a needless refusal).")] = 30,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail (region) settings.")] = None,
+    overrides: list[str] | None = SetOpt,
+):
+    """Safety preference pairs from the guardrail policy: chosen = the policy's answer, rejected = the model's own."""
+    from medtune.data.prepare import BUILTIN_DIR
+    from medtune.data.sources import load_source
+    from medtune.inference.loading import load_generator
+    from medtune.training.safety_pairs import make_pairs, write_pairs
+
+    generator, cfg = load_generator(model, cfg=_explicit_config(config, overrides))
+    records = load_source("generic", str(benign or BUILTIN_DIR / "starter.jsonl"))
+    pairs, card = make_pairs(generator, cfg, records, benign_count, progress=True)
+    write_pairs(pairs, card, out)
+    table = Table(title=f"safety pairs → {out}")
+    for col in ("class", "pairs"):
+        table.add_column(col)
+    for cls, n in card["per_class"].items():
+        table.add_row(cls, str(n))
+    console.print(table)
+    for reason, n in card["left_out"].items():
+        console.print(f"left out {n}: {reason}")
+
+
+command(safety_pairs, "safety-pairs")
+
+
 @command
 def chat(
     model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",

@@ -55,7 +55,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def command(fn):
+def command(fn, name: str | None = None):
     """Register a command whose expected failures (bad data, bad model reference, a full disk or read-only
     output) print one line."""
     import functools
@@ -75,4 +75,4 @@ def command(fn):
                 raise
             _fail(f"{e.filename}: {e.strerror}")
 
-    return app.command(fn.__name__.rstrip("_"))(wrapper)
+    return app.command(name or fn.__name__.rstrip("_"))(wrapper)

@@ -45,4 +45,15 @@ def export(
         for t, e in json.loads(verify.read_text())["gguf"].items():
             table.add_row(t, f"{e['token_agreement']:.4f}", e["greedy_identical"], f"{e['perplexity_change']:+.3%}", str(e["size_mb"]))
         console.print(table)
+    parity = out / "gguf" / "parity.json"
+    if parity.exists():
+        p = json.loads(parity.read_text())
+        table = Table(title=f"deployment parity: model alone, {p['prompts']} prompts (llama.cpp vs PyTorch)")
+        for col in ("engine", "pass rate", "ends on EOS", "template leaks"):
+            table.add_column(col, justify="left" if col == "engine" else "right")
+        for name in ("llama_cpp", "pytorch"):
+            e = p[name]
+            table.add_row(name, f"{e['pass_rate']:.0%}", f"{e['eos_share']:.0%}", str(e["leaks"]))
+        console.print(table)
+        console.print(f"verdict agreement {p['verdict_agreement']:.0%}, identical answers {p['identical_answers']:.0%}")
     console.print(f"export → {out}  (model card: {out / 'README.md'})")

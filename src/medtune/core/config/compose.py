@@ -53,6 +53,8 @@ def stage_config(cfg: RunConfig, index: int) -> RunConfig:
     data = cfg.model_dump(mode="json", exclude={"stages", "sweep"})
     for section in STAGE_SECTIONS:
         data[section] = merge(data[section], copy.deepcopy(getattr(stage, section)))
+    if stage.method is not None:
+        data["train"]["method"] = stage.method
     data["output_dir"] = str(cfg.run_dir)
     data["name"] = stage.name
     earlier = {s.name: i for i, s in enumerate(cfg.stages[:index])}

@@ -18,7 +18,8 @@ DEFAULT_SYSTEM_PROMPT = (
 
 class SourceConfig(Section):
     kind: str = "generic"
-    """Adapter name (generic, chatdoctor, medquad, medqa, medmcqa, pubmedqa, reasoning, notechat, flashcards, builtin, replay)."""
+    """Adapter name (generic, chatdoctor, medquad, medqa, medmcqa, pubmedqa, reasoning, notechat, flashcards, preference,
+    builtin, replay)."""
     path: str
     """Local file/dir, Hugging Face dataset id, 'starter' for the built-in starter set; for replay, an earlier run
     dir, its data/ dir or a train.jsonl."""

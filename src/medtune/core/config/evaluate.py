@@ -94,3 +94,7 @@ class EvalConfig(Section):
     """Run the built-in safety red-team suite (through the ask path, guardrails on) for base and tuned."""
     safety_limit: int | None = Field(None, gt=0)
     """Only the first N suite prompts of each category (None = the whole suite)."""
+    safety_during_training: int | None = Field(None, gt=0)
+    """Score the safety suite on the model alone (guardrails off) while training: this many prompts per category,
+    before the first step (the base), at every evaluation and at the end; a score below the base is flagged in the log,
+    logs/safety_during_training.json and the report. None = off."""

@@ -15,6 +15,8 @@ class StageConfig(Section):
     start: Literal["continue", "merge"] = "continue"
     """How this stage begins from the previous stage's adapter: keep training it ('continue'), or merge it
     into the de-quantized base and train a fresh adapter on the merged model ('merge'). Ignored for stage 1."""
+    method: Literal["sft", "dpo"] | None = None
+    """Shorthand for train.method in this stage (e.g. SFT, then a 'dpo' stage on preference pairs); None = the train section's."""
     model: dict[str, Any] = {}
     """Overrides of the model section for this stage."""
     lora: dict[str, Any] = {}

@@ -1,4 +1,4 @@
-"""``train``: the SFT trainer's settings."""
+"""``train``: the trainer's settings (SFT or DPO)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 class TrainConfig(Section):
+    method: Literal["sft", "dpo"] = "sft"
+    """'sft' = supervised fine-tuning on the answers (TRL SFTTrainer); 'dpo' = preference tuning on chosen vs rejected
+    answers (TRL DPOTrainer; needs preference records, e.g. source kind 'preference'). Both train a LoRA/QLoRA adapter."""
+    dpo_beta: float = Field(0.1, gt=0)
+    """DPO: how far the tuned model may move from the reference (the model as training starts); lower = further."""
+    dpo_loss: str = "sigmoid"
+    """DPO: TRL loss_type (sigmoid = the DPO paper's loss, ipo, hinge, robust, ...)."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the training set (ignored when max_steps > 0)."""
     max_steps: int = -1
@@ -84,6 +91,8 @@ class TrainConfig(Section):
     def _best_needs_eval(self) -> TrainConfig:
         if self.eval_strategy == "steps" and not self.eval_steps:
             raise ValueError("eval_strategy 'steps' needs eval_steps")
+        if self.method == "dpo" and self.packing:
+            raise ValueError("packing is for SFT; method 'dpo' scores whole chosen/rejected pairs (set packing: false)")
         if self.keep_best and self.schedule() == "no":
             raise ValueError("keep_best needs evaluation during training (eval_strategy 'epoch', or eval_steps)")
         generated = {"eval_rougeL": self.eval_generate > 0, "eval_bertscore_f1": self.eval_generate > 0 and self.eval_bertscore}

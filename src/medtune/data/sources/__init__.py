@@ -24,6 +24,7 @@ from medtune.data.sources import (
     medqa,
     medquad,
     notechat,
+    preference,
     pubmedqa,
     reasoning,
 )
@@ -39,6 +40,7 @@ SOURCES: dict[str, ModuleType] = {
     "notechat": notechat,
     "flashcards": flashcards,
     "generic": generic,
+    "preference": preference,
 }
 
 

@@ -1,0 +1,54 @@
+"""Preference tuning (``train.method: dpo``): TRL's DPOTrainer on a LoRA/QLoRA adapter.
+
+Each example is a prompt with a chosen and a rejected answer (``data.templates.to_preference_example``,
+the same chat template and system prompt as SFT). DPO raises the policy's log-probability margin of
+chosen over rejected *relative to a reference model*, with ``train.dpo_beta`` holding it near that
+reference. The reference is the model as training starts, and costs no second copy in memory:
+
+* a fresh adapter: the base model itself (TRL runs the reference pass with the adapter switched off);
+* a stage after SFT (``lora.init_adapter``, ``stages: [..., {name: dpo, method: dpo}]``): TRL copies the
+  SFT adapter into a frozen ``ref`` adapter, so DPO moves away from the SFT model, not from the base.
+
+The run directory, checkpoints, ``--resume``, history and manifest are the SFT ones (``train.train``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from medtune.core.config import RunConfig
+from medtune.core.rundir import RunDir
+from medtune.data.templates import preference_dataset
+
+log = logging.getLogger(__name__)
+REFERENCE_ADAPTER = "ref"
+"""The frozen copy TRL makes of a starting adapter (see the module docstring)."""
+
+
+def dpo_config(cfg: RunConfig, run: RunDir, has_eval: bool):
+    from trl import DPOConfig
+
+    from medtune.training.train import common_args
+
+    t = cfg.train
+    return DPOConfig(**common_args(cfg, run, has_eval), beta=t.dpo_beta, loss_type=[t.dpo_loss])
+
+
+def dpo_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_records, eval_records, callbacks):
+    """``(DPOTrainer, training dataset)``; every training record must carry a rejected answer."""
+    from trl import DPOTrainer
+
+    train_ds = preference_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
+    eval_pairs = [r for r in eval_records if r.rejected]
+    eval_ds = preference_dataset(eval_pairs, cfg.data.template, cfg.data.system_prompt) if eval_pairs else None
+    trainer = DPOTrainer(model=model, args=dpo_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+    return trainer, train_ds
+
+
+def drop_reference(model) -> None:
+    """Remove TRL's frozen ``ref`` adapter before saving, so ``adapter/`` holds only the trained one."""
+    peft_config = getattr(model, "peft_config", {})
+    if REFERENCE_ADAPTER in peft_config:
+        model.delete_adapter(REFERENCE_ADAPTER)
+        model.set_adapter("default")

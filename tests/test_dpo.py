@@ -1,0 +1,78 @@
+"""Preference tuning (train.method: dpo): a few DPO steps on the real built-in model raise the chosen-vs-rejected
+margin; the pipeline mechanics (run directory, manifest, no reference adapter saved, model-alone safety while
+training) on the tiny model; the stage shorthand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import REPO, tiny_overrides
+
+from medtune.core.config import ConfigError, load_config, stage_config
+from medtune.core.rundir import RunDir
+from medtune.data.sources import load_source
+
+PREFS = REPO / "tests" / "fixtures" / "prefs_small.jsonl"
+
+
+def test_few_dpo_steps_raise_the_margin_on_the_real_model(tmp_path, monkeypatch):
+    """4 pairs, 3 steps of DPO on SmolLM2-135M (LoRA): the policy's log-probability margin of chosen over
+    rejected answers grows, measured by the trainer's own evaluation before and after."""
+    from transformers import set_seed
+
+    from medtune.core.models import load_base
+    from medtune.training.dpo import dpo_trainer
+    from medtune.training.train import peft_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, tiny_overrides(tmp_path, "dpo") + [
+        "model.quantization=none", "train.method=dpo", "train.max_steps=3", "train.batch_size=4", "train.learning_rate=5e-3",
+        "train.max_seq_length=64", "train.report_to=[]", "lora.dropout=0", "lora.r=8", "lora.alpha=16", "train.dpo_beta=0.5",
+    ])
+    run = RunDir.create(cfg)
+    records = [r for r in load_source("preference", str(PREFS)) if len(r.answer) < 200][:4]
+    set_seed(cfg.train.seed)
+    _, tok, model = load_base(cfg.model)
+    trainer, _ = dpo_trainer(cfg, run, model, tok, peft_config(cfg, model), records, records, [])
+
+    def margin():
+        m = trainer.evaluate()
+        return m["eval_logps/chosen"] - m["eval_logps/rejected"]
+
+    before = margin()
+    trainer.train()
+    after = margin()
+    print(f"policy log-prob margin chosen - rejected: {before:.3f} -> {after:.3f}")
+    assert after > before + 1.0, (before, after)
+
+
+def test_dpo_run_directory_and_safety_during_training(tmp_path, tiny_model_dir):
+    """run_one with method dpo on the tiny model: the adapter holds no reference copy, the manifest says dpo,
+    the history has DPO's reward margins, and model-alone safety is scored at the start and each eval step."""
+    from medtune.training.pipeline import run_one
+
+    cfg = load_config(None, tiny_overrides(tmp_path) + [
+        f"model.name={tiny_model_dir}", "model.quantization=none", "train.method=dpo", "train.max_steps=2", "train.eval_steps=1",
+        f"data.sources=[{{kind: preference, path: {PREFS}}}]", "data.near_dedupe=false", "eval.safety_during_training=1",
+        "eval.max_new_tokens=4", "train.report_to=[]",
+    ])
+    result = run_one(cfg, evaluate=False)
+    run = result.run
+    assert result.train.steps == 2
+    assert not (run.adapter / "ref").exists() and (run.adapter / "adapter_model.safetensors").exists()
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    assert manifest["train"]["method"] == "dpo" and manifest["train"]["safety_flagged"] in (True, False)
+    history = json.loads((run.logs / "history.json").read_text())
+    assert any("rewards/margins" in h for h in history)
+    watch = json.loads((run.logs / "safety_during_training.json").read_text())
+    assert watch["n"] == 6 and set(watch["base"]["categories"]) == {"emergency", "crisis", "harmful", "prescription", "jailbreak", "benign"}
+    assert [p["step"] for p in watch["points"]] == [1, 2]
+    assert watch["flagged"] == any(p["pass_rate"] < watch["base"]["pass_rate"] for p in watch["points"])
+
+
+def test_stage_method_shorthand_and_validation(tmp_path):
+    cfg = load_config(None, [f"output_dir={tmp_path}", "stages=[{name: sft}, {name: prefs, method: dpo}]"])
+    assert stage_config(cfg, 0).train.method == "sft" and stage_config(cfg, 1).train.method == "dpo"
+    with pytest.raises(ConfigError, match="packing"):
+        load_config(None, ["train.method=dpo", "train.packing=true"])

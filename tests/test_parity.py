@@ -1,0 +1,52 @@
+"""Deployment parity (export/parity.py): scoring, EOS share, template leaks and the divergence verdict; the
+llama.cpp path itself runs where llama-cpp-python is installed (make llamacpp)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from medtune.core.config import load_config
+from medtune.export.parity import parity_items, summarise, verdict
+
+SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+
+
+def answers_for(items, emergency_text):
+    by_cat = {"emergency": emergency_text, "crisis": "Please call or text 988 now.", "harmful": "I can't help with that.",
+              "prescription": "Please ask your doctor.", "benign": "Rest and fluids help."}
+    return [{"text": by_cat.get(it["category"], "I can't help with that."), "eos": True} for it in items]
+
+
+def test_summary_and_verdict():
+    cfg = load_config(None, ["export.parity_per_category=1"])
+    items = parity_items(cfg)
+    assert {it["category"] for it in items} >= {"emergency", "crisis", "harmful", "prescription", "benign"}
+    torch_ = summarise(items, answers_for(items, "Call 911 now."), SPECIALS, cfg)
+    same = summarise(items, answers_for(items, "Call 911 now."), SPECIALS, cfg)
+    assert torch_["categories"]["emergency"]["pass_rate"] == 1.0 and torch_["eos_share"] == 1.0 and torch_["leaks"] == 0
+    ok = verdict(same, torch_, 0.8, 0.15)
+    assert ok["passed"] and ok["verdict_agreement"] == 1.0 and ok["identical_answers"] == 1.0
+
+    leaky = answers_for(items, "Call 911 now.<|im_end|>\n<|im_start|>user")
+    leaky[-1]["eos"] = False
+    bad = summarise(items, leaky, SPECIALS, cfg)
+    assert bad["leaks"] == 1 and bad["eos_share"] < 1.0
+    out = verdict(bad, torch_, 0.8, 0.15)
+    assert not out["passed"] and "template tokens" in out["problems"][0]
+
+    wrong = summarise(items, answers_for(items, "Rest at home and see how it goes."), SPECIALS, cfg)
+    diverged = verdict(wrong, torch_, 0.99, 0.01)
+    assert not diverged["passed"] and diverged["pass_rate_gap"] < 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed (make llamacpp)")
+def test_llama_cpp_answers_with_the_embedded_template():
+    """The built-in model's own GGUF through llama.cpp's chat completion: it stops on EOS and leaks no template token."""
+    from medtune.core.models import builtin_gguf
+    from medtune.export.parity import llama_cpp_answers
+
+    gguf = builtin_gguf("smollm2-135m-instruct")
+    out = llama_cpp_answers(gguf, [[{"role": "user", "content": "What are common symptoms of the flu?"}]], 48)
+    assert out[0]["eos"] and out[0]["text"] and not any(s in out[0]["text"] for s in SPECIALS)

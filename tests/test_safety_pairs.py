@@ -1,0 +1,68 @@
+"""Safety preference pairs (training/safety_pairs.py) and the red-team set: chosen answers meet the policy,
+prompts are apart from every evaluation set, the generator on the real model, the shipped pairs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from medtune.core.assets import BUILTIN_DIR
+from medtune.core.config import load_config
+from medtune.data.sources import load_source
+from medtune.evaluate.safety import REFUSAL, load_suite, score_answer
+from medtune.training.safety_pairs import CLASSES, make_pairs, policy_prompts, write_pairs
+
+
+def grams(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z']+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_policy_prompts_and_chosen_answers_meet_the_policy():
+    cfg = load_config(None, [])
+    prompts = policy_prompts(cfg)
+    for c in CLASSES:
+        assert sum(p.category == c for p in prompts) >= 20, c
+    assert len({p.text for p in prompts}) == len(prompts)
+    for p in prompts:
+        assert score_answer(p.category, p.chosen, cfg.guardrails)[0], (p.id, p.chosen)
+    uk = policy_prompts(load_config(None, ["guardrails.region=UK"]))
+    assert "999" in next(p.chosen for p in uk if p.category == "emergency")
+
+
+def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
+    suite = [i["prompt"] for i in load_suite()]
+    triage = [json.loads(line)["text"] for line in (BUILTIN_DIR / "triage_eval.jsonl").read_text().splitlines() if line.strip()]
+    redteam = load_suite(BUILTIN_DIR / "redteam.jsonl")
+    assert len(redteam) >= 60 and {i["category"] for i in redteam} == {*CLASSES, "benign"}
+    held_out = set().union(*(grams(t) for t in suite + triage + [i["prompt"] for i in redteam]))
+    training = [p.text for p in policy_prompts(load_config(None, []))]
+    assert [t for t in training if grams(t) & held_out] == []
+    evals = set().union(*(grams(t) for t in suite + triage))
+    assert [i["prompt"] for i in redteam if grams(i["prompt"]) & evals] == []
+
+
+def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
+    cfg = load_config(None, ["generation.max_new_tokens=12", "generation.temperature=0"])
+    prompts = [p for p in policy_prompts(cfg) if p.id in ("emergency-0-0", "harmful-0-0")]
+    benign = load_source("generic", str(BUILTIN_DIR / "starter.jsonl"))
+    pairs, card = make_pairs(builtin_generator, cfg, benign, benign=2, prompts=prompts)
+    assert card["per_class"].get("benign") == 2 and card["pairs"] + sum(card["left_out"].values()) == 4
+    for pair in pairs:
+        if pair["category"] == "benign":
+            assert REFUSAL.search(pair["rejected"]) and not REFUSAL.search(pair["chosen"])
+        else:  # the model's own unguarded answer, which fails the policy the chosen answer meets
+            assert pair["rejected"] and not score_answer(pair["category"], pair["rejected"], cfg.guardrails)[0]
+    out = tmp_path / "pairs.jsonl"
+    write_pairs(pairs, card, out)
+    assert len(load_source("preference", str(out))) == len(pairs)
+    assert json.loads(out.with_suffix(".card.json").read_text())["pairs"] == len(pairs)
+    assert "Safety preference pairs" in out.with_suffix(".card.md").read_text()
+
+
+def test_shipped_pairs_load_as_preference_records():
+    records = load_source("preference", str(BUILTIN_DIR / "safety_pairs.jsonl"))
+    card = json.loads((BUILTIN_DIR / "safety_pairs.card.json").read_text())
+    assert len(records) == card["pairs"] >= 60
+    assert all(r.rejected and r.rejected != r.answer for r in records)
+    assert {r.meta["category"] for r in records} == {*CLASSES, "benign"}
