@@ -201,4 +201,6 @@ def serve(model: str, cfg: RunConfig | None = None, host: str | None = None, por
     if sc.host not in ("127.0.0.1", "localhost", "::1") and not (sc.api_key or os.environ.get("MEDTUNE_API_KEY")):
         log.warning("binding %s without an API key: anyone who can reach this port can use the model", sc.host)
     app = create_app(generator, run_cfg, name, sc)
+    if app.state.guardrails:  # load the triage encoder now: the port opens ready, and the first client does not wait for it
+        app.state.guardrails.triage("warm up")
     uvicorn.run(app, host=sc.host, port=sc.port, log_level="info", timeout_keep_alive=5)

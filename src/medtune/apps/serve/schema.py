@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 def _utf8(text: str) -> str:
@@ -23,7 +23,14 @@ def _utf8(text: str) -> str:
     return text
 
 
+def _whole(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 Text = Annotated[str, AfterValidator(_utf8)]
+def Integer(**bounds):  # noqa: N802  (a type)
+    """An integer as JSON Schema counts them (5 or 5.0, not 5.5, "5" or true), within ``bounds``."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_whole)]
 
 
 STRICT = ConfigDict(extra="ignore", strict=True)
@@ -57,12 +64,13 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, gt=0)
-    max_completion_tokens: int | None = Field(None, gt=0)
+    max_tokens: Integer(gt=0) | None = None
+    max_completion_tokens: Integer(gt=0) | None = None
     stream: bool = False
-    n: int = Field(1, ge=1, le=1)
+    n: Integer(ge=1, le=1) = 1
     """Answers per request: only 1."""
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    seed: Integer(ge=-(2**53 - 1), le=2**53 - 1) | None = None
+    """The integers every JSON client carries exactly (a larger one overflowed torch's seed: 500)."""
     include_reasoning: bool = False
     """Return a reasoning model's <think> section as ``reasoning_content`` (never part of ``content``)."""
 
