@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch 2.13.0 is the CPU build this machine keeps on disk; an unpinned torch pulls GBs of CUDA wheels.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install quickstart lint test test-fast fuzz browser llamacpp audit clean
+.PHONY: install quickstart lint test test-fast fuzz fuzz-api browser llamacpp audit clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test-fast: install
 # the property-based fuzz tests at full strength (2000 examples each; `make test` runs them bounded)
 fuzz: install
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz_data.py tests/test_fuzz_config.py
+
+# schemathesis against a live `medtune serve` (tiny model) at strength: 300 random examples per operation, at most 30 minutes
+fuzz-api: install
+	MEDTUNE_API_FUZZ_EXAMPLES=300 MEDTUNE_API_FUZZ_SECONDS=1800 $(BIN)/python -m pytest -q -s tests/test_serve_fuzz.py tests/test_serve_abuse.py
 
 # Optional: llama-cpp-python compiles llama.cpp from source (minutes on 2 cores; pip caches the built wheel).
 # Used by benchmarks/decode_speed.py and, when present, by the GGUF export check.

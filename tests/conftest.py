@@ -69,3 +69,44 @@ def trained_run(tmp_path_factory, base_model_dir):
     result = run_one(cfg)
     return cfg, result.run, result.train, result.report
 
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_model_dir, tmp_path_factory):
+    """``medtune serve`` on the tiny model, started as a subprocess on a free 127.0.0.1 port with an API
+    key, short limits (max_tokens 16, body_timeout 1 s, queue_timeout 5 s) and two workers: the API
+    fuzz and abuse tests talk to it over real HTTP."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from helpers import LiveServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MEDTUNE_API_KEY": "fuzz-key-0123456789"}
+    sets = ["serve.max_tokens=16", "generation.max_new_tokens=8", "serve.body_timeout=1", "serve.queue_timeout=5", "serve.workers=2"]
+    cmd = [sys.executable, "-m", "medtune", "serve", "-m", str(tiny_model_dir), "--port", str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd + [a for s in sets for a in ("--set", s)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = LiveServer(proc, port, env["MEDTUNE_API_KEY"], log)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            server.health()
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"medtune serve did not start:\n{log.read_text()[-3000:]}")
+    yield server
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

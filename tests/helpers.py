@@ -39,3 +39,26 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path}")
     return path
+
+
+class LiveServer:
+    """``medtune serve`` in a subprocess on a free loopback port (see the ``live_server`` fixture)."""
+
+    def __init__(self, proc, port: int, key: str, log: Path):
+        self.proc, self.port, self.key, self.log = proc, port, key, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.auth = {"Authorization": f"Bearer {key}"}
+
+    def health(self) -> dict:
+        import httpx
+
+        return httpx.get(f"{self.url}/health", timeout=10).json()
+
+    def wait_idle(self, timeout: float = 30) -> dict:
+        """``/health`` once no worker is busy and nobody waits (or the last one seen at the deadline)."""
+        import time
+
+        deadline = time.time() + timeout
+        while (h := self.health())["pending"] and time.time() < deadline:
+            time.sleep(0.05)
+        return h

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from medtune.core.config import GenerationConfig
 from medtune.data.templates import prompt_text
 
+GREEDY_BELOW = 1e-4
+"""Temperatures below this decode greedily: sampling there is greedy in effect, and a tiny one (1e-300)
+would turn the logits divided by it into inf and the sampler's probabilities into NaN."""
+
 System = str | Sequence[str | None] | None
 """One system prompt for every conversation, or one per conversation (``None``: the default persona)."""
 
@@ -49,7 +53,7 @@ class Generator:
             eos_token_id=self.stop_ids(),
             pad_token_id=self.tokenizer.pad_token_id,
         )
-        if temperature > 0:
+        if temperature >= GREEDY_BELOW:
             kw.update(do_sample=True, temperature=temperature, top_p=cfg.top_p)
         else:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)

@@ -128,6 +128,8 @@ class ServeConfig(Section):
     """Seconds a request may wait for a worker before the API answers 503."""
     max_request_bytes: int = Field(64_000, gt=0)
     """Largest request body (413 beyond it)."""
+    body_timeout: float = Field(10.0, gt=0)
+    """Seconds a client may take to send its request body once the headers are in (408 beyond it: a stalled upload holds nothing)."""
     max_prompt_tokens: int = Field(1536, gt=0)
     """Longest rendered prompt in tokens, system prompt and history included (400 beyond it)."""
     max_tokens: int = Field(512, gt=0)
