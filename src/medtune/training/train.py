@@ -135,9 +135,10 @@ def check_trackers(report_to: list[str]) -> None:
 def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
     """Train the adapter on ``run.data/train.jsonl`` (written by the prepare stage)."""
     import torch
-    from trl import SFTTrainer
+    import trl
 
     from medtune.core.models import load_base
+    from medtune.training.loss import SFTTrainer
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -152,7 +153,7 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> TrainResult:
         model, lora = PeftModel.from_pretrained(model, cfg.lora.init_adapter, is_trainable=True), None
     train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
     eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
-    trainer = SFTTrainer(
+    trainer = (SFTTrainer if cfg.train.loss == "chunked" else trl.SFTTrainer)(
         model=model,
         args=sft_config(cfg, run, eval_ds is not None),
         train_dataset=train_ds,

@@ -61,6 +61,10 @@ class TrainConfig(Section):
     best_metric: str = "eval_loss"
     """Metric that picks the best checkpoint (metric_for_best_model): eval_loss, eval_mean_token_accuracy, ..."""
 
+    loss: Literal["chunked", "plain"] = "chunked"
+    """'chunked': the LM head only on completion positions, in chunks, without the full logits (see
+    training.loss); 'plain': TRL's own head (every position; kept for comparison)."""
+
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, value: list[str]) -> list[str]:
