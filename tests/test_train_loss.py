@@ -24,7 +24,8 @@ QA = [
 
 def make_trainer(tmp_path, model_dir, loss: str, packing=False, quantization="none", layers=None, overrides=()):
     cfg = load_config(None, [f"output_dir={tmp_path}", f"name={loss}{int(packing)}{quantization}", f"model.quantization={quantization}",
-                             "lora.dropout=0", f"lora.layers={layers if layers else 'null'}", "data.system_prompt=You are a careful medical assistant.",
+                             "lora.dropout=0", f"lora.layers={layers or 'null'}",
+                             "data.system_prompt=You are a careful medical assistant.",
                              f"train.packing={packing}", "train.batch_size=4", "train.max_seq_length=160", "train.report_to=[]",
                              *overrides])
     torch.manual_seed(0)
