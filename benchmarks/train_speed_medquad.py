@@ -8,7 +8,7 @@ one after another, in rounds (A, B, C, A, B, C, ...), so a shared machine's load
 
 | setup | what |
 |---|---|
-| plain TRL head | ``train.loss=plain``: TRL's fused head, which on a CPU scores every position (prompt and padding included) in [4096, 32768] float32 tiles and computes the entropy |
+| plain TRL head | ``train.loss=plain``: TRL's fused head; on a CPU it scores every position (prompt, padding) |
 | chunked head | ``train.loss=chunked`` (medtune's default): completion positions only, 512-row chunks, no entropy |
 | chunked, passive OpenMP | the same with ``OMP_WAIT_POLICY=PASSIVE``, as the ``medtune`` CLI runs (see docs/training-speed.md) |
 | chunked, passive, ckpt | the same with ``train.gradient_checkpointing=true`` (activations recomputed in the backward pass) |
