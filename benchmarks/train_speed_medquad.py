@@ -10,8 +10,8 @@ one after another, in rounds (A, B, C, A, B, C, ...), so a shared machine's load
 |---|---|
 | plain TRL head | ``train.loss=plain``: TRL's fused head; on a CPU it scores every position (prompt, padding) |
 | chunked head | ``train.loss=chunked`` (medtune's default): completion positions only, 512-row chunks, no entropy |
-| chunked, passive OpenMP | the same with ``OMP_WAIT_POLICY=PASSIVE``, as the ``medtune`` CLI runs (see docs/training-speed.md) |
-| chunked, passive, ckpt | the same with ``train.gradient_checkpointing=true`` (activations recomputed in the backward pass) |
+| chunked + passive OpenMP | the same with ``OMP_WAIT_POLICY=PASSIVE``, as the ``medtune`` CLI runs (see docs/training-speed.md) |
+| chunked + passive + ckpt | the same with ``train.gradient_checkpointing=true`` (activations recomputed in the backward pass) |
 
 Reported per setup: real (non-padding) tokens per wall second and per CPU second of the process,
 MFU, peak RSS, and each as a ratio to the plain TRL head. MFU = useful model FLOPs per CPU second /
@@ -47,8 +47,8 @@ PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 SETUPS = {
     "plain TRL head": (["train.loss=plain"], {}),
     "chunked head": (["train.loss=chunked"], {}),
-    "chunked, passive OpenMP": (["train.loss=chunked"], PASSIVE),
-    "chunked, passive, ckpt": (["train.loss=chunked", "train.gradient_checkpointing=true"], PASSIVE),
+    "chunked + passive OpenMP": (["train.loss=chunked"], PASSIVE),
+    "chunked + passive + ckpt": (["train.loss=chunked", "train.gradient_checkpointing=true"], PASSIVE),
 }
 """Setting overrides and environment of each setup. 'passive OpenMP' is what the ``medtune`` CLI sets
 (``OMP_WAIT_POLICY=PASSIVE`` unless already set): idle OpenMP threads sleep instead of spinning."""
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-length", type=int, default=384)
     ap.add_argument("--records", type=int, default=400, help="MedQuAD pairs sampled (seeded)")
     ap.add_argument("--quantization", default="none", choices=["none", "4bit"], help="'none' = LoRA, '4bit' = QLoRA")
-    ap.add_argument("--setups", default=",".join(SETUPS), help="comma-separated setup names")
+    ap.add_argument("--setups", default=",".join(SETUPS), help="comma-separated setup names (the first is the baseline)")
     ap.add_argument("--profile", metavar="SETUP", help="torch.profiler tables of one step of this setup")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                 if out.returncode or not line:
                     raise SystemExit(f"setup {name!r} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
                 rows.append(json.loads(line[-1][5:]))
+                print("JSON " + json.dumps(rows[-1]), flush=True)
         peaks["float32"] = max(peaks["float32"], matmul_peak("float32"))
     report(rows, peaks, bf16, flags, args, torch.get_num_threads())
 
