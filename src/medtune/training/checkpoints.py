@@ -2,7 +2,7 @@
 
 transformers writes ``checkpoint-N/`` file by file (weights, optimizer, scheduler, RNG state, trainer
 state) straight under its final name, so a process killed mid-save leaves a half-written checkpoint
-that ``--resume`` may pick. ``Trainer`` lets transformers' own code write each checkpoint under
+that ``--resume`` may pick. ``AtomicCheckpoints`` lets transformers' own code write each checkpoint under
 ``checkpoints/.partial/`` and then moves it into place in one rename (``core.atomic.replace_dir``);
 older checkpoints are rotated only after the new one is in place.
 """
@@ -14,15 +14,22 @@ import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import rotate_checkpoints
-from trl import SFTTrainer
-
 from medtune.core.atomic import disk_full, no_space, replace_dir
 
 STAGING = ".partial"
 
 
-class Trainer(SFTTrainer):
-    """TRL's ``SFTTrainer`` with atomic checkpoints (see the module docstring)."""
+def trainer_class(base: type, chunked_head: bool = False) -> type:
+    """A TRL trainer class (``SFTTrainer``, ``DPOTrainer``) with atomic checkpoints and, if asked, the chunked
+    LM head of ``loss.py`` (``train.loss: chunked``)."""
+    from medtune.training.loss import ChunkedHeadMixin
+
+    mixins = (AtomicCheckpoints, ChunkedHeadMixin) if chunked_head else (AtomicCheckpoints,)
+    return type(base.__name__, (*mixins, base), {"__module__": __name__})
+
+
+class AtomicCheckpoints:
+    """Put before a TRL trainer class: checkpoints that appear whole (see the module docstring)."""
 
     _staging = False
 

@@ -38,10 +38,12 @@ def dpo_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_recor
     """``(DPOTrainer, training dataset)``; every training record must carry a rejected answer."""
     from trl import DPOTrainer
 
+    from medtune.training.checkpoints import trainer_class
+
     train_ds = preference_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
     eval_pairs = [r for r in eval_records if r.rejected]
     eval_ds = preference_dataset(eval_pairs, cfg.data.template, cfg.data.system_prompt) if eval_pairs else None
-    trainer = DPOTrainer(model=model, args=dpo_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
+    trainer = trainer_class(DPOTrainer)(model=model, args=dpo_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     return trainer, train_ds
 

@@ -210,7 +210,9 @@ def build_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_rec
     """``(trainer, training dataset)`` for ``train.method``: TRL's SFTTrainer on prompt–completion examples, or
     DPOTrainer on prompt/chosen/rejected pairs (``dpo.py``). ``eval.safety_during_training`` adds the
     model-alone safety check (``safety_watch.py``)."""
-    from medtune.training.checkpoints import Trainer
+    from trl import SFTTrainer
+
+    from medtune.training.checkpoints import trainer_class
     from medtune.training.safety_watch import safety_callbacks
 
     callbacks = safety_callbacks(cfg, run, tokenizer)
@@ -220,7 +222,7 @@ def build_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_rec
         return dpo_trainer(cfg, run, model, tokenizer, lora, train_records, eval_records, callbacks)
     train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
     eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
-    trainer = Trainer(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
+    trainer = trainer_class(SFTTrainer, cfg.train.loss == "chunked")(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     return trainer, train_ds
 

@@ -79,6 +79,10 @@ class TrainConfig(Section):
     """Train the run once per seed (train.seed), each in its own run directory under output_dir/name/, and
     report mean ± spread across seeds and whether base → tuned exceeds it; empty = one run with seed."""
 
+    loss: Literal["chunked", "plain"] = "chunked"
+    """'chunked': the LM head only on completion positions, in chunks, without the full logits (see
+    training.loss); 'plain': TRL's own head (every position; kept for comparison)."""
+
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, value: list[str]) -> list[str]:
