@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import rotate_checkpoints
+
 from medtune.core.atomic import disk_full, no_space, replace_dir
 
 STAGING = ".partial"

@@ -9,6 +9,7 @@ history and curves go into the run directory.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -222,7 +223,8 @@ def build_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_rec
         return dpo_trainer(cfg, run, model, tokenizer, lora, train_records, eval_records, callbacks)
     train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
     eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
-    trainer = trainer_class(SFTTrainer, cfg.train.loss == "chunked")(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
+    cls = trainer_class(SFTTrainer, chunked_head=cfg.train.loss == "chunked")
+    trainer = cls(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     return trainer, train_ds
 
