@@ -43,10 +43,13 @@ def train(
 
 
 @command
-def eval_(config: Path = RunOrConfigArg, overrides: list[str] | None = SetOpt):
+def eval_(config: Path = RunOrConfigArg, overrides: list[str] | None = SetOpt,
+          index: Path | None = typer.Option(None, "--index", help="Also compare grounded vs ungrounded answers with this index.")):
     """Evaluate base vs fine-tuned on the held-out split; write eval/report.json and report.md."""
-    from medtune.apps.cli.render import summary_table
+    from medtune.apps.cli.render import grounded_table, summary_table
     from medtune.core.rundir import RunDir
+
+    overrides = [*(overrides or []), *([f"retrieval.index={index}"] if index else [])]
     from medtune.evaluate.run import evaluate
 
     run = RunDir(config) if config.is_dir() else None
@@ -54,6 +57,8 @@ def eval_(config: Path = RunOrConfigArg, overrides: list[str] | None = SetOpt):
     run = run or RunDir(cfg.run_dir)
     report = evaluate(cfg, run)
     console.print(summary_table(report))
+    if report.get("grounded"):
+        console.print(grounded_table(report["grounded"]))
 
 
 @command
