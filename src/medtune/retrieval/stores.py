@@ -151,7 +151,7 @@ class QdrantStore:
 
         scores = np.full((len(queries), n), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), n), -1, dtype=np.int64)
-        params = models.SearchParams(hnsw_ef=max(ef_search, n))
+        params = models.SearchParams(hnsw_ef=max(ef_search, n)) if self.url else None  # local mode searches exhaustively
         for row, q in enumerate(queries):
             points = self.client.query_points(self.collection, query=q.tolist(), limit=n, search_params=params).points
             for col, p in enumerate(points):

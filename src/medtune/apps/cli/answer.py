@@ -12,7 +12,7 @@ from rich.table import Table
 
 from medtune.apps.cli.app import SetOpt, _explicit_config, _fail, command, console
 
-IndexOpt = typer.Option(None, "--index", help="Ground answers in this index (built by `medtune index`): retrieval.index.")
+IndexOpt = typer.Option("--index", help="Ground answers in this index (built by `medtune index`): retrieval.index.")
 
 
 def with_index(model: str, explicit, index: Path | None):
