@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -30,12 +31,13 @@ from medtune.data.sources import medquad
 from medtune.retrieval.index import Index
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDTUNE_SHARED_DATA", REPO.parent / "shared" / "data"))
 KS = (1, 5, 20)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--medquad", default=str(REPO.parent / "shared" / "data" / "medquad"))
+    ap.add_argument("--medquad", default=str(SHARED / "medquad"))
     ap.add_argument("--index", default=str(REPO / "artifacts" / "medquad-index"))
     ap.add_argument("--questions", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
