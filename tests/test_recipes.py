@@ -12,7 +12,7 @@ from medtune.core.config import load_config
 from medtune.training.plan import KNOWN_SHAPES, plan, shape_from_config, shape_from_count
 
 RECIPES = REPO / "configs" / "recipes"
-SEEDS = ("chatdoctor_qlora", "dmt_two_stage", "reasoning_cot", "sweep_tinyllama", "medibot")
+SEEDS = ("chatdoctor_qlora", "dmt_two_stage", "reasoning_cot", "sweep_tinyllama", "medibot", "grounded")
 
 
 def test_every_seed_has_a_gpu_and_a_cpu_variant():
@@ -49,6 +49,8 @@ def test_recipe_hyperparameters():
     assert chatdoctor.model.name == "Qwen/Qwen2.5-0.5B-Instruct" and chatdoctor.model.quantization == "4bit"
     assert chatdoctor.data.sources[0].path == "lavita/ChatDoctor-HealthCareMagic-100k" and chatdoctor.eval.compare_base
     assert load_config(RECIPES / "reasoning_cot.cpu.yaml").data.template == "reasoning"
+    grounded = load_config(RECIPES / "grounded.cpu.yaml")
+    assert grounded.data.template == "rag" and grounded.retrieval.sources[0].kind == "medquad"
     sweep = load_config(RECIPES / "sweep_tinyllama.yaml").sweep
     assert set(sweep.grid) == {"train.learning_rate", "lora.r", "train.batch_size", "train.epochs"}
 

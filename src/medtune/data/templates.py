@@ -125,5 +125,5 @@ def rag_passage(record: Record) -> dict:
             break
         kept.append(sentence)
         words += n
-    title = record.meta.get("focus") or record.meta.get("title") or record.source
+    title = record.meta.get("focus") or record.meta.get("focus_area") or record.meta.get("title") or record.source
     return {"title": title, "text": " ".join(kept), "url": record.meta.get("url")}

@@ -120,7 +120,7 @@ class Index:
                     fresh.append(d)
 
             def count(texts: list[str]) -> list[int]:
-                return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+                return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
             passages = list(split(fresh, count, self.manifest["passage_tokens"], self.manifest["overlap_tokens"]))
             new.extend(passages)
