@@ -11,7 +11,7 @@ retrieval settings are the config defaults).
 Goal (issue 15): hybrid recall@5 >= 0.90.
 
 Usage: python benchmarks/retrieval_eval.py [--medquad ../shared/data/medquad] [--index artifacts/medquad-index]
-       [--questions 1000] [--seed 0] [--output artifacts/retrieval_eval.json]
+       [--folders 4_MPlus_Health_Topics_QA,6_NINDS_QA,9_CDC_QA] [--questions 1000] [--seed 0] [--output artifacts/retrieval_eval.json]
 (the index is built on the first run, then reused)
 """
 
@@ -39,30 +39,33 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--medquad", default=str(SHARED / "medquad"))
     ap.add_argument("--index", default=str(REPO / "artifacts" / "medquad-index"))
+    ap.add_argument("--folders", default=None, help="comma-separated MedQuAD folders to index and ask from (default: all)")
     ap.add_argument("--questions", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=None)
     args = ap.parse_args()
 
     cfg = RetrievalConfig()
+    paths = [str(Path(args.medquad, f)) for f in args.folders.split(",")] if args.folders else [args.medquad]
     start = time.perf_counter()
     if Path(args.index, "manifest.json").exists():
         index = Index.open(args.index, cfg)
         built = None
     else:
-        index = Index.build(args.index, [IndexSourceConfig(path=args.medquad, kind="medquad", on_error="skip")], cfg, progress=True)
+        index = Index.build(args.index, [IndexSourceConfig(path=p, kind="medquad", on_error="skip") for p in paths], cfg, progress=True)
         built = time.perf_counter() - start
     m = index.manifest
     print(f"index: {m['passages']} passages from {m['documents']} documents"
           + (f", built in {built:.0f}s ({m['passages'] / built:.0f} passages/s)" if built else " (reused)"))
 
-    records = medquad.load(args.medquad, on_error="skip", skips=SkipLog())
+    records = [r for p in paths for r in medquad.load(p, on_error="skip", skips=SkipLog())]
     docs = {p["doc_id"]: p["title"] for p in index.passages}
     items = [(r.question, f"medquad:{r.id.rsplit('-', 1)[0].removeprefix('medquad-')}") for r in records]
     items = [(q, d) for q, d in items if d in docs]
     random.Random(args.seed).shuffle(items)
     items = items[: args.questions]
-    print(f"questions: {len(items)} (seed {args.seed}) of {len(records)} answered MedQuAD questions")
+    print(f"questions: {len(items)} (seed {args.seed}) of {len(records)} answered MedQuAD questions"
+          + (f" in {args.folders}" if args.folders else ""))
 
     results = {}
     for mode in ("bm25", "dense", "hybrid"):

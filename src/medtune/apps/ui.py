@@ -135,12 +135,14 @@ def answer_turn(models: Models, responder: Responder, history: list[dict], messa
 
 def linked(reply) -> str:
     """The answer as shown in the chat: a grounded answer's Sources list as Markdown links (they open in a new tab)."""
+    from medtune.data.grounding import by_document
+
     if not reply.sources:
         return reply.answer
     rows = []
-    for i, s in enumerate(reply.sources, start=1):
-        title = s["title"].replace("[", "(").replace("]", ")")
-        rows.append(f"\\[{i}\\] [{title}]({s['url']})" if s.get("url") else f"\\[{i}\\] {title}")
+    for (title, url), numbers in by_document(reply.sources).items():
+        title, cited = title.replace("[", "(").replace("]", ")"), ", ".join(map(str, numbers))
+        rows.append(f"\\[{cited}\\] [{title}]({url})" if url else f"\\[{cited}\\] {title}")
     return reply.body + "\n\n**Sources**\n\n" + "\n".join(f"- {r}" for r in rows)
 
 

@@ -31,6 +31,15 @@ def grounded_system(passages: Sequence[dict], *before: str | None) -> str:
 
 
 def sources_list(passages: Sequence[dict]) -> str:
-    """The list shown after a grounded answer: ``Sources:`` and ``[n] title — url`` per passage."""
-    lines = [f"[{i}] {p.get('title') or 'untitled'}" + (f" — {p['url']}" if p.get("url") else "") for i, p in enumerate(passages, start=1)]
-    return "Sources:\n" + "\n".join(lines)
+    """The list shown after a grounded answer: ``Sources:`` and ``[n] title — url`` per document
+    (passages of one document share a line: ``[1, 3] title — url``)."""
+    return "Sources:\n" + "\n".join(f"[{', '.join(map(str, numbers))}] {title}" + (f" — {url}" if url else "")
+                                    for (title, url), numbers in by_document(passages).items())
+
+
+def by_document(passages: Sequence[dict]) -> dict[tuple[str, str | None], list[int]]:
+    """``(title, url) -> [passage numbers]`` in order of first appearance."""
+    out: dict[tuple[str, str | None], list[int]] = {}
+    for i, p in enumerate(passages, start=1):
+        out.setdefault((p.get("title") or "untitled", p.get("url")), []).append(i)
+    return out
