@@ -12,7 +12,7 @@ alone. RSS: the process's resident memory after building (passages held in memor
 ``Index.open`` does) and its peak.
 
 Usage: python benchmarks/retrieval_scale.py [--sizes 10000,100000,1000000] [--factories Flat,IVF,HNSW32]
-       [--skip 1000000:HNSW32] [--output artifacts/retrieval_scale.json]
+       [--skip 1000000:HNSW32] [--jobs 10000:Flat,1000000:IVF] [--queries 200] [--output artifacts/retrieval_scale.json]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def one(n: int, factory: str) -> dict:
+def one(n: int, factory: str, n_queries: int = QUERIES) -> dict:
     """Build and query one index in this process."""
     import bm25s
 
@@ -81,7 +81,7 @@ def one(n: int, factory: str) -> dict:
         index = Index(path, {"encoder": "builtin-minilm"}, passages, store, bm25)
         built_rss = rss_mb()
         cfg = RetrievalConfig()
-        queries = [" ".join(q.split()[:8]) for q in synthetic_texts(QUERIES, seed=3)]
+        queries = [" ".join(q.split()[:8]) for q in synthetic_texts(n_queries, seed=3)]
         index.search_batch(queries[:2], 3, cfg)  # loads the encoder
         latency = {}
         for mode in ("hybrid", "dense", "bm25"):
@@ -114,27 +114,34 @@ def main() -> int:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--factories", default="Flat,IVF,HNSW32")
     ap.add_argument("--skip", default="", help="size:factory pairs to leave out, comma-separated (e.g. 1000000:HNSW32)")
+    ap.add_argument("--jobs", default=None, help="size:factory list run in this order instead of sizes × factories "
+                                                  "(e.g. 10000:Flat,1000000:Flat); 0:encode is the encoder rate")
+    ap.add_argument("--queries", type=int, default=QUERIES)
     ap.add_argument("--output", default=None)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         n, factory = args.child.split(":")
-        print(json.dumps(encode_rate() if factory == "encode" else one(int(n), factory)))
+        print(json.dumps(encode_rate() if factory == "encode" else one(int(n), factory, args.queries)))
         return 0
     skip = set(filter(None, args.skip.split(",")))
     jobs = [("0", "encode")] + [(s, f) for s in args.sizes.split(",") for f in args.factories.split(",") if f"{s}:{f}" not in skip]
+    if args.jobs:
+        jobs = [tuple(j.split(":")) for j in args.jobs.split(",")]
     results = []
+    print(f"{'passages':>9} {'factory':16} {'dense/s':>9} {'bm25/s':>8} {'hybrid p50/p95 ms':>18} {'dense p50/p95':>14} "
+          f"{'bm25 p50/p95':>13} {'RSS MB':>7} {'peak':>6}", flush=True)
     for size, factory in jobs:
-        out = subprocess.run([sys.executable, __file__, "--child", f"{size}:{factory}"], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "--child", f"{size}:{factory}", "--queries", str(args.queries)],
+                             capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{size} {factory}: failed\n{out.stderr[-2000:]}", flush=True)
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
         if factory == "encode":
-            print(f"MiniLM encoding: {r['passages_per_s']} passages/s ({r['passages']} passages of ~150 tokens in {r['seconds']}s)\n")
-            print(f"{'passages':>9} {'factory':16} {'dense/s':>9} {'bm25/s':>8} {'hybrid p50/p95 ms':>18} {'dense p50/p95':>14} "
-                  f"{'bm25 p50/p95':>13} {'RSS MB':>7} {'peak':>6}", flush=True)
+            print(f"MiniLM encoding: {r['passages_per_s']} passages/s ({r['passages']} passages of ~150 tokens in {r['seconds']}s)",
+                  flush=True)
             continue
         lat = r["latency"]
         h, d, b = lat["hybrid"], lat["dense"], lat["bm25"]
