@@ -12,7 +12,7 @@ from medtune.core.config import load_config
 from medtune.training.plan import KNOWN_SHAPES, plan, shape_from_config, shape_from_count
 
 RECIPES = REPO / "configs" / "recipes"
-SEEDS = ("chatdoctor_qlora", "dmt_two_stage", "reasoning_cot", "sweep_tinyllama", "medibot", "safety")
+SEEDS = ("chatdoctor_qlora", "dmt_two_stage", "reasoning_cot", "sweep_tinyllama", "medibot", "safety", "grounded")
 
 
 def test_every_seed_has_a_gpu_and_a_cpu_variant():
@@ -52,6 +52,8 @@ def test_recipe_hyperparameters():
     safety = load_config(RECIPES / "safety.cpu.yaml")
     assert [(s.name, s.method) for s in safety.stages] == [("sft", None), ("dpo", "dpo")]
     assert [src["path"] for src in safety.stages[1].data["sources"]] == ["safety_pairs"] and safety.stages[1].start == "continue"
+    grounded = load_config(RECIPES / "grounded.cpu.yaml")
+    assert grounded.data.template == "rag" and grounded.retrieval.sources[0].kind == "medquad"
     sweep = load_config(RECIPES / "sweep_tinyllama.yaml").sweep
     assert set(sweep.grid) == {"train.learning_rate", "lora.r", "train.batch_size", "train.epochs"}
 

@@ -66,3 +66,26 @@ def test_alpaca_generation_prompt_is_the_training_prompt(o1):
 def test_config_rejects_an_unknown_template():
     with pytest.raises(Exception, match="template"):
         DataConfig(sources=[SourceConfig(path="x.jsonl")], template="llama")
+
+
+def test_rag_template_gold_among_distractors_or_distractors_only():
+    from medtune.data.grounding import NOT_FOUND
+    from medtune.data.records import Record
+    from medtune.data.templates import examples_dataset
+
+    records = [Record(id=f"r{i}", source="leaflets", question=f"What is condition {i}?",
+                      answer=f"Condition {i} is a long-term illness. It is treated with medicine {i}.", meta={"focus": f"Condition {i}"})
+               for i in range(40)]
+    rows = examples_dataset(records, "rag", SYSTEM).to_list()
+    assert rows == examples_dataset(records, "rag", SYSTEM).to_list()  # seeded by the record ids
+    not_found = [r for r in rows if r["completion"][0]["content"] == NOT_FOUND]
+    assert 0 < len(not_found) < len(rows) / 2
+    for record, row in zip(records, rows, strict=True):
+        system, target = row["prompt"][0]["content"], row["completion"][0]["content"]
+        assert system.startswith(SYSTEM) and row["prompt"][1] == {"role": "user", "content": record.question}
+        gold_in_prompt = f"] {record.meta['focus']}\n" in system
+        assert gold_in_prompt == (target != NOT_FOUND)
+        assert "[2]" in system and ("[3]" in system) == gold_in_prompt and "[4]" not in system  # gold + 2 distractors, or 2 alone
+        if gold_in_prompt:  # the answer cites the gold passage's number
+            number = system.split(f"] {record.meta['focus']}\n")[0].rsplit("[", 1)[1]
+            assert target == f"{record.answer} [{number}]"

@@ -1,11 +1,13 @@
 """medtune.apps.ui: the Gradio app in a real headless Chromium (Debian ``chromium`` driven by playwright),
-served by the real ``medtune ui`` command; plus lazy loading, auth parsing and base-vs-tuned on a tuned run.
+served by the real ``medtune ui --index`` command (a grounded answer's source is a link that opens); plus lazy
+loading, auth parsing and base-vs-tuned on a tuned run.
 
 The browser test saves a screenshot to ``$MEDTUNE_ARTIFACTS/ui.png`` (default ``<repo>/artifacts/ui.png``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -62,14 +64,24 @@ def wait_for_server(proc: subprocess.Popen, url: str, timeout: float = 300) -> N
     raise AssertionError(f"{url} did not come up in {timeout}s")
 
 
+HEART = {"id": "hr-1", "title": "Resting heart rate", "text": "A normal resting heart rate for adults is between 60 and 100 beats "
+         "per minute. Fit athletes can have a resting heart rate closer to 40 beats per minute."}
+
+
 @pytest.fixture
 def ui_server(tmp_path):
+    from medtune.core.config import IndexSourceConfig, RetrievalConfig
+    from medtune.retrieval import Index
+
     port = free_port()
+    leaflet = tmp_path / "leaflets.jsonl"
+    leaflet.write_text(json.dumps({**HEART, "url": f"http://127.0.0.1:{port}/?source=hr-1"}) + "\n")
+    Index.build(tmp_path / "index", [IndexSourceConfig(path=str(leaflet))], RetrievalConfig()).close()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(tmp_path / "ui.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "medtune", "ui", "--port", str(port), "--quantization", "none",
+        [sys.executable, "-m", "medtune", "ui", "--port", str(port), "--quantization", "none", "--index", str(tmp_path / "index"),
          "--set", "generation.max_new_tokens=8", "--set", "generation.temperature=0"],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
     )
@@ -129,6 +141,13 @@ def test_ui_in_a_real_browser(ui_server, tmp_path):
             answer = chat.locator(".bot-row").first.inner_text()
             assert len(answer.split(DISCLAIMER_START)[0].strip()) > 0, answer  # the model wrote something first
             assert "triage:" not in answer  # benign answers carry no triage flag
+            source = chat.locator("a", has_text=HEART["title"])  # grounded in the index: its source is a link
+            expect(source).to_be_visible()
+            assert source.get_attribute("href").endswith("/?source=hr-1")
+            with page.context.expect_page() as opened:
+                source.click()
+            assert opened.value.url.endswith("/?source=hr-1")
+            opened.value.close()
 
             box.fill(EMERGENCY)
             box.press("Enter")

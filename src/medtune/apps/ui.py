@@ -5,6 +5,7 @@
 - lazy loading: building the app loads nothing; the first question loads the model and the
   triage encoder (the chat shows "Loading the model…" and the status line says when it is ready);
 - every flagged answer starts with its triage label ("triage: emergency");
+- with an index (``--index``), a grounded answer ends with its sources as clickable links;
 - ``compare=True`` (a run directory only): the base model, i.e. the same weights with the
   adapter disabled, answers the same question in a second column, after the tuned one;
 - binds 127.0.0.1 unless ``host`` says otherwise; ``share`` and basic ``auth`` only when asked.
@@ -129,7 +130,20 @@ def answer_turn(models: Models, responder: Responder, history: list[dict], messa
                 continue
             answer += text
             yield [*thought, {"role": "assistant", "content": badge(reply.triage) + answer}], session.history
-    yield [*thought, {"role": "assistant", "content": badge(reply.triage) + reply.answer}], session.history
+    yield [*thought, {"role": "assistant", "content": badge(reply.triage) + linked(reply)}], session.history
+
+
+def linked(reply) -> str:
+    """The answer as shown in the chat: a grounded answer's Sources list as Markdown links (they open in a new tab)."""
+    from medtune.data.grounding import by_document
+
+    if not reply.sources:
+        return reply.answer
+    rows = []
+    for (title, url), numbers in by_document(reply.sources).items():
+        title, cited = title.replace("[", "(").replace("]", ")"), ", ".join(map(str, numbers))
+        rows.append(f"\\[{cited}\\] [{title}]({url})" if url else f"\\[{cited}\\] {title}")
+    return reply.body + "\n\n**Sources**\n\n" + "\n".join(f"- {r}" for r in rows)
 
 
 def build(reference: str, explicit=None, compare: bool = False, quantization: str | None = None):

@@ -12,6 +12,8 @@ context). Three templates:
   before the answer.
 - ``alpaca``: plain text ``### System / ### Instruction / ### Response``; TRL appends the
   tokenizer's EOS to the completion.
+- ``rag``: as ``chat``, with numbered passages in the system prompt in the layout grounded answers
+  use (``data.grounding``), so a small model learns to answer from them and cite them (``rag_example``).
 
 ``prompt_text`` renders the same prompt for generation (eval, ask, chat), so what the model
 sees at inference is exactly what it was trained on.
@@ -19,6 +21,12 @@ sees at inference is exactly what it was trained on.
 
 from __future__ import annotations
 
+import hashlib
+import random
+import re
+from collections.abc import Sequence
+
+from medtune.data.grounding import NOT_FOUND, grounded_system
 from medtune.data.records import Record
 
 ALPACA = "### System:\n{system}\n\n### Instruction:\n{instruction}\n\n### Response:\n"
@@ -28,8 +36,10 @@ def with_reasoning(answer: str, reasoning: str | None) -> str:
     return f"<think>\n{reasoning.strip()}\n</think>\n\n{answer}" if reasoning else answer
 
 
-def to_example(record: Record, template: str, system_prompt: str | None) -> dict:
-    """One prompt–completion training example."""
+def to_example(record: Record, template: str, system_prompt: str | None, pool: Sequence[Record] = ()) -> dict:
+    """One prompt–completion training example (``pool``: the records that give the rag template its distractors)."""
+    if template == "rag":
+        return rag_example(record, system_prompt, pool)
     turns = record.dialogue()
     if not turns or turns[-1]["role"] != "assistant":
         raise ValueError(f"record {record.id}: the last turn must be the assistant's")
@@ -87,3 +97,55 @@ def preference_dataset(records: list[Record], template: str, system_prompt: str 
     from datasets import Dataset
 
     return Dataset.from_list([to_preference_example(r, template, system_prompt) for r in records])
+    return Dataset.from_list([to_example(r, template, system_prompt, records) for r in records])
+
+
+RAG_DISTRACTORS = 2
+"""Passages from other records put beside the gold one."""
+RAG_NOT_FOUND_SHARE = 0.2
+"""Share of rag examples with distractors only, whose target is the not-found sentence."""
+RAG_PASSAGE_WORDS = 120
+"""A record's answer is cut to its first sentences within this many words to make its passage (about the index's passage size)."""
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def rag_example(record: Record, system_prompt: str | None, pool: Sequence[Record] = ()) -> dict:
+    """A grounded training example: the record's own passage among distractors, or distractors only.
+
+    The gold passage is the record's answer cut to whole sentences within ``RAG_PASSAGE_WORDS``
+    (``meta["passage"]`` when a record carries its own context), and the target is what that passage
+    supports: the same sentences, each paragraph ending with its citation ``[n]``. Distractors are the
+    passages of other records with another title. In ``RAG_NOT_FOUND_SHARE`` of the examples the gold
+    passage is left out and the target is ``NOT_FOUND``. Choices are seeded by the record id, so the same
+    records always give the same examples.
+    """
+    rng = random.Random(int(hashlib.sha256(record.id.encode()).hexdigest()[:16], 16))
+    gold = rag_passage(record)
+    distractors: list[dict] = []
+    for r in rng.sample(list(pool), min(len(pool), 4 * RAG_DISTRACTORS)):  # a few candidates; another title each
+        if len(distractors) < RAG_DISTRACTORS and r.id != record.id:
+            passage = rag_passage(r)
+            if passage["title"] != gold["title"] and passage["title"] not in (d["title"] for d in distractors):
+                distractors.append(passage)
+    if distractors and rng.random() < RAG_NOT_FOUND_SHARE:
+        passages, answer = distractors, NOT_FOUND
+    else:
+        position = rng.randint(0, len(distractors))
+        passages = [*distractors[:position], gold, *distractors[position:]]
+        answer = "\n\n".join(f"{p.rstrip()} [{position + 1}]" for p in gold["text"].split("\n\n") if p.strip())
+    prompt = [{"role": "system", "content": grounded_system(passages, system_prompt)}, {"role": "user", "content": record.question}]
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
+
+
+def rag_passage(record: Record) -> dict:
+    """``{title, text, url}`` of a record as a passage (see ``rag_example``)."""
+    text = record.meta.get("passage") or record.answer
+    kept, words = [], 0
+    for sentence in _SENTENCE_END.split(text.strip()):
+        n = len(sentence.split())
+        if kept and words + n > RAG_PASSAGE_WORDS:
+            break
+        kept.append(sentence)
+        words += n
+    title = record.meta.get("focus") or record.meta.get("focus_area") or record.meta.get("title") or record.source
+    return {"title": title, "text": " ".join(kept), "url": record.meta.get("url")}

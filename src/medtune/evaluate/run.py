@@ -13,7 +13,10 @@ For each model:
    against the reference;
 4. the same (loss, answers, metrics, degeneration) on every external question set (``eval.sets``,
    ``medtune eval RUN --data kind:path``): e.g. a source held out of training;
-5. optionally, MCQ benchmarks (``mcq.py``) and the safety red-team suite through the ask path.
+5. optionally, MCQ benchmarks (``mcq.py``) and the safety red-team suite through the ask path;
+6. with an index (``retrieval.index``, ``medtune eval --index``): the tuned model's answers with and
+   without retrieval on the same held-out items (``grounded.py``: ROUGE-L/BERTScore with paired intervals,
+   not-found rate, citation checks) under ``report["grounded"]``, answers in ``grounded_answers.jsonl``.
 
 The base model is the tuned model with its adapter switched off, so both share one loaded base.
 Every metric gets a bootstrap 95% interval and the base→tuned difference a paired-bootstrap one
@@ -54,7 +57,7 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
         raise ValueError(f"{run.data / 'eval.jsonl'}: no held-out records to evaluate (data.eval_fraction is 0?)")
     generator, _ = load_generator(str(run.path), quantization="none" if cfg.eval.base_precision == "full" else None)
     model = generator.model
-    raw = Responder(generator, cfg, guardrails=False)  # the model's answers as they are, less any <think> section
+    raw = Responder(generator, cfg, guardrails=False, retriever=False)  # the model's answers as they are, less any <think> section
     train = read_jsonl(run.data / "train.jsonl") if (run.data / "train.jsonl").exists() else []
     held = Scored("held-out", records, records[: cfg.eval.max_samples] if cfg.eval.max_samples else records)
     externals = []
@@ -103,6 +106,8 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
         report["safety_during_training"] = json.loads(during.read_text())
     for i, (bench, _) in enumerate(benches):
         report["mcq"][bench.name] = _mcq_entry({n: mcq_raw[n][i] for n in names}, cfg)
+    if cfg.retrieval.index:
+        report["grounded"] = _grounded(generator, cfg, run, held.conversations, held.references)
     report["seconds"] = round(time.time() - start, 1)
     write_report(run, report, held.gen_records, held.references, held.answers,
                  {x.name: (x.gen_records, x.references, x.answers) for x in externals})
@@ -257,6 +262,19 @@ def differences(base: dict, tuned: dict, cfg) -> dict[str, dict]:
         (vb, wb), (vt, wt) = base[_source(m)], tuned[_source(m)]
         out[m] = paired_difference(vb, vt, wb, wt, cfg.eval.bootstrap_samples, cfg.eval.bootstrap_seed, _transform(m))
     return out
+
+
+def _grounded(generator, cfg, run: RunDir, conversations: list[list[dict]], references: list[str]) -> dict:
+    """The tuned model with vs without retrieval on the held-out questions; the per-item answers go to a file."""
+    import json
+
+    from medtune.evaluate.grounded import compare_grounding
+
+    result = compare_grounding(generator, cfg, [c[-1]["content"] for c in conversations], references, progress=True)
+    run.eval.mkdir(parents=True, exist_ok=True)
+    with open(run.eval / "grounded_answers.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result.pop("answers"))
+    return {**result, "index": cfg.retrieval.index}
 
 
 def _corpus_bleu(answers: list[str], references: list[str]) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medtune.inference.generator import Generator
 
-INFERENCE_SECTIONS = ("generation", "guardrails", "chat", "serve")
+INFERENCE_SECTIONS = ("generation", "guardrails", "chat", "serve", "retrieval")
 """Config sections that explicit settings (``--config``/``--set``) override even for a run directory."""
 
 

@@ -5,8 +5,11 @@ A question goes through these steps, in this order:
 1. **guardrails before** (``Guardrails.before``): triage of the new turn, with the recent user
    turns as context. An emergency, crisis or harmful request gets its fixed reply and never
    reaches the model (nor takes a worker in the API).
-2. **[retrieval]**: the marked place in ``Responder.prepare`` where retrieved passages will join
-   the prompt (not built yet).
+2. **retrieval** (when ``retrieval.index`` is set, ``medtune.retrieval``): the top-k passages for
+   the question join the system prompt, numbered, with the instruction to cite them as ``[1]``.
+   When no passage reaches ``retrieval.threshold`` the answer says "I could not find this in the
+   indexed sources" first (``not_found: ungrounded``: then the model's general answer, with no
+   sources) or only that (``not_found: refuse``: the model is not called).
 3. **the prompt**: the system prompt (persona + the caller's ``system`` text + the triage's
    addendum), the history (cut to a token budget when one is given, oldest pairs first, see
    ``window``) and the question, rendered with the model's template and counted in tokens.
@@ -15,13 +18,15 @@ A question goes through these steps, in this order:
    off; answers never contain it. It is returned only when asked for (``think=True``), under the
    same dose filter as the answer.
 6. **post-checks** (``Guardrails.after``, or ``Guardrails.stream`` sentence by sentence): dose
-   filter, prefix, disclaimer.
+   filter, prefix, disclaimer. A grounded answer first loses citations to passages it was not given
+   (also while streaming), then gets its citation statistics (``Answer.citations``) and, after the
+   disclaimer, the "Sources" list (title and URL of each passage; ``Answer.sources``).
 
 ``prepare`` does steps 1-3 and gives a ``Turn`` (its ``prompt_tokens`` and ``fixed`` let the API
 refuse an oversized prompt, and skip the worker queue for a fixed reply, before generating);
 ``complete``/``stream`` do the rest. ``Responder(generator, cfg, guardrails=False)`` skips steps 1
-and 6 entirely (no triage, no encoder load) but still splits the think section: eval's raw
-generations.
+and 6's guardrails entirely (no triage, no encoder load) but still splits the think section: eval's
+raw generations. ``retriever=False`` answers without retrieval whatever the config says.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from medtune.core.config import GenerationConfig
 from medtune.guardrails import Decision, Guardrails, remove_doses
 from medtune.inference.generator import Generator
 from medtune.inference.think import ThinkSplitter, opens_think, split_think
+from medtune.retrieval import NOT_FOUND_UNGROUNDED, Grounding, Retriever
+from medtune.retrieval.retriever import NOT_FOUND
 
 
 @dataclass
@@ -56,6 +63,14 @@ class Answer:
     """'length' when the answer used all of max_new_tokens, else 'stop'."""
     dropped_turns: int = 0
     """Earlier user/assistant pairs left out of the prompt to fit the history budget."""
+    grounded: bool | None = None
+    """True: answered from retrieved passages; False: retrieval found nothing above the threshold; None: no retrieval."""
+    sources: list[dict] = field(default_factory=list)
+    """The passages a grounded answer was given, ``[{id, title, url, score}]`` (numbered [1].. in that order)."""
+    citations: dict = field(default_factory=dict)
+    """Citation checks of a grounded answer: citations, removed, cited_sentences, supported, unsupported, precision."""
+    body: str = ""
+    """The answer without what retrieval adds around it (the not-found notice, the Sources list): what eval scores."""
 
 
 @dataclass
@@ -77,11 +92,19 @@ class Turn:
     """The rendered prompt ('' for a fixed reply)."""
     prompt_tokens: int = 0
     dropped_turns: int = 0
+    grounding: Grounding | None = None
+    """What retrieval found (None: no retrieval, or a fixed triage reply)."""
+    refused: bool = False
+    """Nothing found and ``retrieval.not_found`` is 'refuse': the reply is the not-found sentence alone."""
 
     @property
     def fixed(self) -> bool:
         """A fixed reply: the model is not called."""
-        return self.decision is not None and self.decision.reply is not None
+        return self.refused or (self.decision is not None and self.decision.reply is not None)
+
+    @property
+    def grounded(self) -> bool:
+        return self.grounding is not None and self.grounding.found
 
     @property
     def triage(self) -> str | None:
@@ -120,12 +143,16 @@ class Responder:
     generator's own, i.e. ``data.system_prompt``); a call's ``system`` text is added to it.
     """
 
-    def __init__(self, generator: Generator, cfg, guardrails: Guardrails | bool | None = None, system_prompt: str | None = None):
+    def __init__(self, generator: Generator, cfg, guardrails: Guardrails | bool | None = None, system_prompt: str | None = None,
+                 retriever: Retriever | bool | None = None):
         self.generator = generator
         self.cfg = cfg
         if guardrails is None or guardrails is True:
             guardrails = Guardrails(cfg.guardrails)
         self.guardrails: Guardrails | None = guardrails or None
+        if retriever is None or retriever is True:
+            retriever = Retriever(cfg.retrieval) if cfg.retrieval.index else None
+        self.retriever: Retriever | None = retriever or None
         self.system_prompt = generator.system_prompt if system_prompt is None else system_prompt
 
     # the prompt ---------------------------------------------------------------------------------
@@ -170,8 +197,15 @@ class Responder:
         turn = Turn(prompt, history, decision, self._generation(gen_overrides), think)
         if turn.fixed:
             return turn
-        # --- retrieval plugs in here (later): passages found for `prompt` join the system prompt. ---
-        turn.system = self.system_text(system, decision.system_addendum if decision else None)
+        addendum = decision.system_addendum if decision else None
+        turn.system = self.system_text(system, addendum)
+        if self.retriever is not None:  # after triage: a fixed reply never waits for retrieval
+            turn.grounding = self.retriever.ground(prompt)
+            if turn.grounding.found:
+                turn.system = turn.grounding.system(self.system_prompt, system, addendum)
+            elif self.retriever.cfg.not_found == "refuse":
+                turn.refused = True
+                return turn
         turn.messages, turn.dropped_turns = self.window(prompt, history, history_tokens, turn.system)
         turn.text = self.render(turn.messages, turn.system)
         turn.prompt_tokens = self.generator.count_tokens(turn.text)
@@ -215,15 +249,39 @@ class Responder:
     def _finish(self, turn: Turn, raw: str) -> Answer:
         thinking, answer = split_think(raw, opens_think(turn.text)) if raw else ("", "")
         out = Answer(raw=raw, prompt_tokens=turn.prompt_tokens, dropped_turns=turn.dropped_turns)
-        if turn.decision is None:
+        removed = 0
+        if turn.grounded:
+            answer, removed = self.retriever.clean(answer, turn.grounding)
+        if turn.refused:
+            out.answer, out.triage = NOT_FOUND, turn.triage
+        elif turn.decision is None:
             out.answer, out.triage = answer, None
         else:
             guarded = self.guardrails.after(turn.decision, answer)
             out.answer, out.triage, out.fired = guarded.answer, guarded.triage, guarded.fired
         if turn.think:
             out.thinking = self._filter_think(thinking, turn, out.fired)
+        out.body = out.answer
+        self._ground(out, turn, removed)
         self._count(out, turn)
         return out
+
+    def _ground(self, out: Answer, turn: Turn, removed: int) -> None:
+        """Retrieval's part of a finished answer: citation checks and the Sources list, or the not-found notice."""
+        if turn.grounding is None:
+            return
+        out.grounded = turn.grounding.found
+        if turn.refused:
+            out.fired.append("not_found")
+        elif not turn.grounding.found:
+            out.answer = f"{NOT_FOUND_UNGROUNDED}\n\n{out.answer}"
+            out.fired.append("not_found")
+        else:
+            out.sources = turn.grounding.sources
+            out.citations = self.retriever.check(out.body, turn.grounding, removed)
+            out.answer = f"{out.answer}\n\n{turn.grounding.sources_text()}"
+            if removed:
+                out.fired.append("citation_removed")
 
     # streamed answers ----------------------------------------------------------------------------
 
@@ -257,7 +315,13 @@ class Responder:
                 if reply.thinking:
                     yield "think", reply.thinking
             pieces = chain(first, (text for kind, text in split if kind == "answer"))
-        if turn.decision is None:
+        cited = self.retriever.filter(pieces, turn.grounding) if turn.grounded else None
+        pieces = cited if cited is not None else pieces
+        if turn.grounding is not None and not turn.grounding.found:  # the notice comes first, as in the whole answer
+            yield "answer", (NOT_FOUND if turn.refused else f"{NOT_FOUND_UNGROUNDED}\n\n")
+        if turn.refused:
+            reply.answer = NOT_FOUND
+        elif turn.decision is None:
             shown = []
             for text in pieces:
                 shown.append(text)
@@ -272,6 +336,10 @@ class Responder:
             reply.answer, reply.triage = result.answer, result.triage
             reply.fired = [*result.fired, *reply.fired]
         reply.raw = "".join(raw).strip()
+        reply.body = reply.answer
+        self._ground(reply, turn, cited.removed if cited is not None else 0)
+        if turn.grounded:
+            yield "answer", reply.answer[len(reply.body):]
         self._count(reply, turn)
         reply.done = True
         if reply.on_done is not None:

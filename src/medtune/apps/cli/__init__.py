@@ -1,7 +1,7 @@
 """The one CLI (Typer). Every command takes the same config (YAML + ``--set key=value``).
 
 Commands live in modules by kind: ``pipeline`` (prepare, train, eval, run, sweep), ``answer`` (ask,
-safety, chat, ui, serve, mcq), ``export``; importing them registers them on ``app``. This package
+safety, chat, ui, serve, mcq), ``export``, ``index``; importing them registers them on ``app``. This package
 and the UI and API apps are the only code that renders (rich tables, colours); the library logs.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from medtune.apps.cli import answer, export, pipeline  # noqa: F401  (registers the commands)
+from medtune.apps.cli import answer, export, index, pipeline  # noqa: F401  (registers the commands)
 from medtune.apps.cli.app import app
 
 

@@ -13,6 +13,21 @@ from rich.table import Table
 from medtune.apps.cli.app import SetOpt, _explicit_config, _fail, command, console
 from medtune.core.atomic import atomic_file, write_json
 
+IndexOpt = typer.Option("--index", help="Ground answers in this index (built by `medtune index`): retrieval.index.")
+
+
+def with_index(model: str, explicit, index: Path | None):
+    """The explicit settings plus ``retrieval.index`` (a run directory keeps its own other settings)."""
+    if index is None:
+        return explicit
+    from medtune.inference.loading import resolve_config
+
+    if not (index / "manifest.json").exists():
+        raise FileNotFoundError(f"--index {index}: not an index directory (no manifest.json; build one with `medtune index`)")
+    cfg = resolve_config(model, explicit)
+    cfg.retrieval.index = str(index)
+    return cfg
+
 
 def read_prompts(path: Path) -> list[dict]:
     """``{"id", "prompt"}`` rows of a JSONL file; a bad line is an error naming file, line and field."""
@@ -37,10 +52,12 @@ def ask(
     question: Annotated[str | None, typer.Argument(help="The question (omit with --input).")] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",
     input_file: Annotated[Path | None, typer.Option("--input", help="JSONL with 'id' and 'prompt' per line (batch mode).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Where batch answers go (JSONL: id, prompt, answer, triage, fired).")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Where batch answers go (JSONL: id, prompt, answer, triage, fired; with --index also grounded, sources, citations).")] = None,
     think: Annotated[bool, typer.Option("--think", help="Also show a reasoning model's <think> section (batch: a 'thinking' field).")] = \
         False,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail settings.")] = None,
+    index: Annotated[Path | None, IndexOpt] = None,
     overrides: list[str] | None = SetOpt,
 ):
     """Answer one question, or a JSONL file of prompts, with guardrails before and after the model."""
@@ -51,7 +68,7 @@ def ask(
         _fail("give either a question or --input FILE")
     if input_file is not None and output is None:
         _fail("--input needs --output")
-    base_cfg = _explicit_config(config, overrides)
+    base_cfg = with_index(model, _explicit_config(config, overrides), index)
     items = read_prompts(input_file) if input_file else [{"id": "1", "prompt": question}]
     generator, cfg = load_generator(model, cfg=base_cfg)  # explicit settings win over the run's own
     answers = Responder(generator, cfg).answer_batch([it["prompt"] for it in items], think=think, progress=input_file is not None)
@@ -67,6 +84,8 @@ def ask(
     with atomic_file(output) as f:
         for item, a in zip(items, answers, strict=True):
             row = {**item, "answer": a.answer, "triage": a.triage, "fired": a.fired, **({"thinking": a.thinking} if think else {})}
+            if a.grounded is not None:
+                row.update(grounded=a.grounded, sources=a.sources, citations=a.citations)
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     console.print(f"{len(answers)} answers → {output}")
 
@@ -136,6 +155,7 @@ def chat(
     model: Annotated[str, typer.Option("--model", "-m", help="Run directory or base model reference.")] = "smollm2-135m-instruct",
     quantization: Annotated[str | None, typer.Option(help="Load the base as none/4bit/8bit (default: as configured or trained).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail/chat settings.")] = None,
+    index: Annotated[Path | None, IndexOpt] = None,
     overrides: list[str] | None = SetOpt,
 ):
     """Chat in the terminal (streamed, through the guardrails): /think, /reset, /quit."""
@@ -144,7 +164,7 @@ def chat(
     from medtune.inference.loading import load_generator
     from medtune.inference.responder import Responder
 
-    explicit = _explicit_config(config, overrides)
+    explicit = with_index(model, _explicit_config(config, overrides), index)
     with console.status(f"loading {model} ..."):
         generator, cfg = load_generator(model, quantization, cfg=explicit)
     repl(ChatSession(Responder(generator, cfg, system_prompt=cfg.chat.system_prompt)), console)
@@ -160,12 +180,13 @@ def ui(
     compare: Annotated[bool, typer.Option(help="Side by side: the run's base model (adapter disabled) next to the tuned one.")] = False,
     quantization: Annotated[str | None, typer.Option(help="Load the base as none/4bit/8bit (default: as configured or trained).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail/chat settings.")] = None,
+    index: Annotated[Path | None, IndexOpt] = None,
     overrides: list[str] | None = SetOpt,
 ):
     """A Gradio chat app (the model loads on the first question); binds 127.0.0.1 unless told otherwise."""
     from medtune.apps.ui import launch, parse_auth
 
-    explicit = _explicit_config(config, overrides)
+    explicit = with_index(model, _explicit_config(config, overrides), index)
     try:
         credentials = parse_auth(auth)
     except ValueError as e:
@@ -180,12 +201,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (serve.host, default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (serve.port, default 8000).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail/serve settings.")] = None,
+    index: Annotated[Path | None, IndexOpt] = None,
     overrides: list[str] | None = SetOpt,
 ):
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health) with the guardrails applied."""
     from medtune.apps.serve import serve as run_serve
 
-    base_cfg = _explicit_config(config, overrides)
+    base_cfg = with_index(model, _explicit_config(config, overrides), index)
     run_serve(model, base_cfg, host, port)
 
 

@@ -48,13 +48,15 @@ def eval_(
     overrides: list[str] | None = SetOpt,
     data: list[str] | None = typer.Option(None, "--data", help="An external question set, [name=]kind:path (e.g. "
                                           "medquad:../shared/data/medquad/9_CDC_QA), scored like the held-out split; repeatable."),
+    index: Path | None = typer.Option(None, "--index", help="Also compare grounded vs ungrounded answers with this index."),
 ):
     """Evaluate base vs fine-tuned on the held-out split (and --data sets); write eval/report.json, report.md, report.html."""
-    from medtune.apps.cli.render import summary_table
+    from medtune.apps.cli.render import grounded_table, summary_table
     from medtune.core.config import EvalSet
     from medtune.core.rundir import RunDir
     from medtune.evaluate.run import evaluate
 
+    overrides = [*(overrides or []), *([f"retrieval.index={index}"] if index else [])]
     run = RunDir(config) if config.is_dir() else None
     cfg = _config(run.config, overrides) if run else _config(config, overrides)
     run = run or RunDir(cfg.run_dir)
@@ -64,6 +66,8 @@ def eval_(
         _fail(f"--data: {e}")
     report = evaluate(cfg, run, sets)
     console.print(summary_table(report))
+    if report.get("grounded"):
+        console.print(grounded_table(report["grounded"]))
 
 
 @command

@@ -192,3 +192,24 @@ def print_plan(p: dict, console) -> None:
         console.print(f"LoRA: {mem['lora_parameter_count']:,} parameters on {mem['adapted_layers']} layers × {', '.join(mem['targets'])}; "
                       f"device: {mem['device']}")
         console.print(f"trackers: {one['trackers']}")
+
+
+def grounded_table(result: dict) -> Table:
+    """Grounded vs ungrounded answers (``evaluate.grounded.compare_grounding``), with citation checks."""
+    res, diffs = result["results"], result["differences"]
+    table = Table(title=f"grounded vs ungrounded ({result['n']} questions)")
+    for col in ("metric", "ungrounded", "grounded", "change", "95% CI"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for m in res["grounded"]:
+        d = diffs[m]
+        ci = f"{d['ci'][0]:+.4f}…{d['ci'][1]:+.4f}" if d.get("ci") else "–"
+        colour = "green" if d["difference"] > 0 else "red"
+        table.add_row(m, f"{res['ungrounded'][m]:.4f}", f"{res['grounded'][m]:.4f}",
+                      f"[{colour}]{d['difference']:+.4f}[/]" + ("" if d.get("significant") else " (n.s.)"), ci)
+    c = result["citations"]
+    precision = "–" if c["precision"] is None else f"{c['precision']:.2f}"
+    listed = "–" if result["sources_listed_rate"] is None else f"{result['sources_listed_rate']:.0%}"
+    table.caption = (f"not found: {result['not_found_rate']:.0%} · sources listed: {listed} · answers citing: {c['answers_citing']} · "
+                     f"citations removed: {c['removed']} · cited sentences supported: {c['supported']}/{c['cited_sentences']} "
+                     f"(precision {precision})")
+    return table

@@ -158,7 +158,11 @@ class _Wire:
 
         usage = CompletionUsage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                                 total_tokens=answer.prompt_tokens + answer.completion_tokens)
-        return {"usage": usage, "medtune": {"triage": answer.triage, "fired": answer.fired}}
+        extras = {"usage": usage, "medtune": {"triage": answer.triage, "fired": answer.fired}}
+        if answer.grounded is not None:  # retrieval on: the passages behind the answer (also listed in its text)
+            extras["sources"] = answer.sources
+            extras["medtune"].update(grounded=answer.grounded, citations=answer.citations)
+        return extras
 
     def completion(self, answer: Answer):
         from openai.types.chat import ChatCompletion, ChatCompletionMessage

@@ -26,6 +26,7 @@ from medtune.core.config.inference import (
 from medtune.core.config.load import dump_config, load_config, validate
 from medtune.core.config.model import LoraConfig, ModelConfig
 from medtune.core.config.recipe import StageConfig, SweepConfig
+from medtune.core.config.retrieval import IndexSourceConfig, RetrievalConfig
 from medtune.core.config.run import RunConfig
 from medtune.core.config.train import TRACKERS, TrainConfig
 
@@ -34,4 +35,5 @@ __all__ = [
     "EvalConfig", "EvalSet", "ExportConfig", "GenerationConfig", "GuardrailsConfig", "LoraConfig", "MCQBenchmark", "ModelConfig", "Region",
     "RunConfig", "Section", "ServeConfig", "SourceConfig", "StageConfig", "SweepConfig", "TrainConfig", "dump_config", "load_config",
     "point_config", "stage_config", "validate",
+    "IndexSourceConfig", "RetrievalConfig",
 ]

@@ -56,8 +56,9 @@ class DataConfig(Section):
     unweighted sources' records; more than a source has is an error unless it sets replace."""
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     """Persona system prompt put before every conversation (training, eval, ask)."""
-    template: Literal["chat", "alpaca", "reasoning"] = "chat"
-    """'chat' = the model's own chat template; 'alpaca' = ### System/Instruction/Response; 'reasoning' = chat with <think>."""
+    template: Literal["chat", "alpaca", "reasoning", "rag"] = "chat"
+    """'chat' = the model's own chat template; 'alpaca' = ### System/Instruction/Response; 'reasoning' = chat with <think>;
+    'rag' = chat with numbered passages (gold + distractors, sometimes distractors only) in the prompt, answers citing them."""
     eval_fraction: float = Field(0.1, ge=0, lt=1)
     """Share of records held out for evaluation (stable hash of the record id)."""
     eval_max: int | None = Field(None, gt=0)

@@ -11,6 +11,7 @@ from medtune.core.config.export import ExportConfig
 from medtune.core.config.inference import ChatConfig, GenerationConfig, GuardrailsConfig, ServeConfig
 from medtune.core.config.model import LoraConfig, ModelConfig
 from medtune.core.config.recipe import StageConfig, SweepConfig
+from medtune.core.config.retrieval import RetrievalConfig
 from medtune.core.config.train import TrainConfig
 
 
@@ -29,6 +30,7 @@ class RunConfig(Section):
     chat: ChatConfig = ChatConfig()
     export: ExportConfig = ExportConfig()
     serve: ServeConfig = ServeConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
     stages: list[StageConfig] = []
     """Multi-stage training: each stage overrides the sections above and starts from the previous stage's
     adapter (see medtune.training.stages); empty = one ordinary run."""
