@@ -104,7 +104,7 @@ def test_external_set_gets_its_own_section_and_degeneration(trained_run, tmp_pat
     trained = read_jsonl(copy.data / "train.jsonl")[0]
     outside = tmp_path / "outside.jsonl"
     rows = [{"question": trained.question, "answer": trained.answer},
-            {"question": "What is a kidney stone?", "answer": "A kidney stone is a hard lump of minerals that forms in the kidney and can cause sharp pain."},
+            {"question": "What is a kidney stone?", "answer": "A hard lump of minerals that forms in the kidney and can cause sharp pain."},
             {"question": "How is anaemia found?", "answer": "A blood test (full blood count) shows a low haemoglobin level."}]
     outside.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     report = evaluate(cfg, copy, [EvalSet.parse(f"outside=generic:{outside}")])
