@@ -104,7 +104,7 @@ def test_external_set_gets_its_own_section_and_degeneration(trained_run, tmp_pat
     trained = read_jsonl(copy.data / "train.jsonl")[0]
     outside = tmp_path / "outside.jsonl"
     rows = [{"question": trained.question, "answer": trained.answer},
-            {"question": "What is a migraine?", "answer": "A migraine is a headache disorder with throbbing pain, often on one side."},
+            {"question": "What is a kidney stone?", "answer": "A hard lump of minerals that forms in the kidney and can cause sharp pain."},
             {"question": "How is anaemia found?", "answer": "A blood test (full blood count) shows a low haemoglobin level."}]
     outside.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     report = evaluate(cfg, copy, [EvalSet.parse(f"outside=generic:{outside}")])
@@ -116,7 +116,7 @@ def test_external_set_gets_its_own_section_and_degeneration(trained_run, tmp_pat
         deg = entry["degeneration"][name]
         assert 0 <= deg["degenerate"] <= 1 and 0 <= deg["ends_on_eos"] <= 1 and deg["distinct_1"] > 0
     assert entry["differences"]["rougeL"]["ci"] is not None and "worse" in entry["degeneration"]
-    assert "degenerate" in report["degeneration"]["finetuned"] and report["degeneration"]["reference"]["ends_on_eos"] is None
+    assert "degenerate" in report["degeneration"]["finetuned"] and "ends_on_eos" not in report["degeneration"]["reference"]
     answers = [json.loads(line) for line in (copy.eval / "answers_outside.jsonl").read_text().splitlines()]
     assert [a["question"] for a in answers] == [r["question"] for r in rows[1:]] and all("base" in a for a in answers)
     assert "## Set: outside" in (copy.eval / "report.md").read_text() and "Set: outside" in (copy.eval / "report.html").read_text()
