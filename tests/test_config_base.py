@@ -30,8 +30,12 @@ def test_cpu_recipe_resolves_to_its_former_full_file(full):
     assert load_config(recipe).model_dump(mode="json") == load_config(full).model_dump(mode="json")
 
 
+NEWER = {"safety.cpu.yaml"}
+"""CPU recipes written with ``base:`` from the start: they have no former full file."""
+
+
 def test_every_cpu_recipe_has_its_former_full_file():
-    assert {p.name for p in RECIPES.glob("*.cpu.yaml")} == {p.name for p in FULL.glob("*.cpu.yaml")}
+    assert {p.name for p in RECIPES.glob("*.cpu.yaml")} - NEWER == {p.name for p in FULL.glob("*.cpu.yaml")}
 
 
 def test_chain_merges_mappings_key_by_key_and_lists_replace(tmp_path):

@@ -50,3 +50,12 @@ def test_llama_cpp_answers_with_the_embedded_template():
     gguf = builtin_gguf("smollm2-135m-instruct")
     out = llama_cpp_answers(gguf, [[{"role": "user", "content": "What are common symptoms of the flu?"}]], 48)
     assert out[0]["eos"] and out[0]["text"] and not any(s in out[0]["text"] for s in SPECIALS)
+
+
+def test_pytorch_side_renders_the_chat_template_and_lists_template_tokens(tiny_model_dir):
+    from medtune.export.parity import conversation, pytorch_answers
+
+    cfg = load_config(None, [])
+    answers, specials = pytorch_answers(tiny_model_dir, [conversation(cfg, "What helps a cough?")], 4)
+    assert len(answers) == 1 and isinstance(answers[0]["eos"], bool) and isinstance(answers[0]["text"], str)
+    assert {"<|im_start|>", "<|im_end|>"} <= set(specials)

@@ -11,7 +11,8 @@ them (``evaluate.safety.score_answer``):
 
 Each score is logged; one below the base is a warning, and everything goes to
 ``logs/safety_during_training.json`` (``{"per_category", "base", "points": [{step, pass_rate, categories}],
-"flagged"}``), which the manifest and the evaluation report pick up.
+"flagged"}``), which the manifest and the evaluation report pick up. (Imported by the train stage only,
+so transformers is loaded here at import.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 from contextlib import nullcontext
+
+from transformers import TrainerCallback
 
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
@@ -52,13 +55,7 @@ def model_alone_score(model, tokenizer, cfg: RunConfig, items: list[dict]) -> di
     return {"pass_rate": result["pass_rate"], "categories": {c: s["pass_rate"] for c, s in result["categories"].items()}}
 
 
-def _callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class SafetyWatch(_callback_base()):
+class SafetyWatch(TrainerCallback):
     """Scores model-alone safety at the start, at each evaluation and at the end (see the module docstring)."""
 
     def __init__(self, cfg: RunConfig, run: RunDir, tokenizer):
