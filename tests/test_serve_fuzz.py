@@ -37,7 +37,7 @@ def test_api_conforms_to_its_schema(live_server, tmp_path):
     if EXAMPLES <= 25:
         cmd.append("--generation-deterministic")  # make test: the same cases every run
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "serve_fuzz_hooks", "PYTHONPATH": str(REPO / "tests"), "MEDTUNE_FUZZ_TALLY": str(tally)}
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=MAX_TIME + 60)
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=MAX_TIME + 60, cwd=tmp_path)  # its .schemathesis/ there
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     result = json.loads(report.read_text())
     assert result["complete"] and not result["failures"] and not result["errors"]

@@ -11,7 +11,9 @@ post-checked (streamed answers sentence by sentence, so what is shown is what th
 allow). A reasoning model's ``<think>`` section never reaches ``content``; a request with
 ``"include_reasoning": true`` gets it as ``reasoning_content`` (of the message, or of stream
 deltas). The triage label comes back in an extra ``medtune`` field of the response (and of the last
-streamed chunk). Responses are ``openai.types.chat`` models; the stream is framed by ``sse-starlette``.
+streamed chunk). With an index (``retrieval.index``, ``--index``) a response also carries ``sources``
+(``[{id, title, url, score}]``) and the answer text ends with the same list, for plain OpenAI clients.
+Responses are ``openai.types.chat`` models; the stream is framed by ``sse-starlette``.
 
 On a CPU the model is the bottleneck, so generation runs ``serve.workers`` at a time; up to
 ``serve.queue_size`` more requests wait (at most ``serve.queue_timeout`` seconds, then 503) and
