@@ -30,7 +30,7 @@ def test_cpu_recipe_resolves_to_its_former_full_file(full):
     assert load_config(recipe).model_dump(mode="json") == load_config(full).model_dump(mode="json")
 
 
-NEWER = {"safety.cpu.yaml"}
+NEWER = {"safety.cpu.yaml", "grounded.cpu.yaml"}
 """CPU recipes written with ``base:`` from the start: they have no former full file."""
 
 

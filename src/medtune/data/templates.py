@@ -75,7 +75,7 @@ def examples_dataset(records: list[Record], template: str, system_prompt: str | 
     """A ``datasets.Dataset`` of prompt–completion examples, as TRL's SFTTrainer takes them."""
     from datasets import Dataset
 
-    return Dataset.from_list([to_example(r, template, system_prompt) for r in records])
+    return Dataset.from_list([to_example(r, template, system_prompt, records) for r in records])
 
 
 def to_preference_example(record: Record, template: str, system_prompt: str | None) -> dict:
