@@ -229,6 +229,7 @@ def medtune(*args: str, stdin: str, timeout: int = 900) -> subprocess.CompletedP
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_medtune_chat_subprocess_with_the_builtin_model():
     """The real command on stdin: a benign question streamed by the model, /think, an emergency, /reset, EOF."""
     lines = ["What is a normal resting heart rate?", "/think", EMERGENCY, "/reset", "/help"]

@@ -52,6 +52,7 @@ def history(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     ddp_cfg = config_file(tmp_path, "ddp", batch_size=2)
     one_cfg = config_file(tmp_path, "single", batch_size=4)

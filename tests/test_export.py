@@ -77,6 +77,7 @@ def test_gguf_files_verified_against_merged(exported):
     assert report["gguf"]["f16"]["greedy_identical"] == f"{n}/{n}"  # f16 decodes exactly like the merged model
 
 
+@pytest.mark.extended
 def test_gguf_verification_fails_loudly_when_out_of_tolerance(exported, tmp_path):
     from medtune.export.gguf import verify_gguf
 

@@ -159,6 +159,7 @@ def test_generative_scoring_reports_unparseable_rate(base_model_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_agrees_with_lm_evaluation_harness():
     out = subprocess.run(
         [

@@ -136,6 +136,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.extended
 def test_serve_streamed_and_not(reasoning_run):
     import openai
     import uvicorn

@@ -76,6 +76,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_model_dir)
     assert after and all(abs(ref[s] - resumed[s]) < 1e-4 for s in after), (resumed_at, ref, resumed)
 
 
+@pytest.mark.extended
 def test_same_config_and_seed_give_the_same_adapter(tmp_path, tiny_model_dir):
     hashes = []
     for name in ("a", "b"):

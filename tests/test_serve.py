@@ -112,6 +112,7 @@ def test_emergency_in_history_carries_over(server):
     assert resp.medtune["triage"] == "emergency"
 
 
+@pytest.mark.extended
 def test_client_gone_mid_stream_stops_its_generation(server):
     import httpx
 

@@ -148,6 +148,7 @@ def test_stage_table_reads_any_metric_and_flags_forgetting(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_stages_and_sweeps_count_max_tokens_with_the_models_tokenizer_like_run(tmp_path, base_model_dir):
     """data.max_tokens is counted with the base model's tokenizer by `medtune run`, by every stage and by
     every sweep point alike (one pipeline): the same records survive, and they are the ones the real

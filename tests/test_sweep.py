@@ -41,6 +41,7 @@ def test_summary_mean_ci_and_direction(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_point_sweep_writes_the_table_and_picks_the_best(tmp_path):
     cfg = load_config(
         None,
