@@ -241,12 +241,9 @@ class Responder:
         if to_model:
             texts = self.generator.generate_stopped([turns[i].text for i in to_model], turns[to_model[0]].generation, progress=progress)
             raw = dict(zip(to_model, texts, strict=True))
-        answers = [self._finish(turn, raw.get(i, ("", True))[0]) for i, turn in enumerate(turns)]
-        for i, (_, stopped) in raw.items():  # the generator knows whether it stopped on EOS; token counts only guess
-            answers[i].finish_reason = "stop" if stopped else "length"
-        return answers
+        return [self._finish(turn, *raw.get(i, ("", None))) for i, turn in enumerate(turns)]
 
-    def _finish(self, turn: Turn, raw: str) -> Answer:
+    def _finish(self, turn: Turn, raw: str, stopped: bool | None = None) -> Answer:
         thinking, answer = split_think(raw, opens_think(turn.text)) if raw else ("", "")
         out = Answer(raw=raw, prompt_tokens=turn.prompt_tokens, dropped_turns=turn.dropped_turns)
         removed = 0
@@ -263,7 +260,7 @@ class Responder:
             out.thinking = self._filter_think(thinking, turn, out.fired)
         out.body = out.answer
         self._ground(out, turn, removed)
-        self._count(out, turn)
+        self._count(out, turn, stopped)
         return out
 
     def _ground(self, out: Answer, turn: Turn, removed: int) -> None:
@@ -357,9 +354,13 @@ class Responder:
                 fired.append("dose_removed_think")
         return thinking
 
-    def _count(self, out: Answer, turn: Turn) -> None:
+    def _count(self, out: Answer, turn: Turn, stopped: bool | None = None) -> None:
+        """Token count and finish reason: ``stopped`` is the generator's own word (EOS or not) where it has one;
+        a streamed answer's reason is guessed from its token count."""
         out.completion_tokens = self.generator.count_tokens(out.raw)
-        out.finish_reason = "length" if out.completion_tokens >= turn.generation.max_new_tokens else "stop"
+        if stopped is None:
+            stopped = out.completion_tokens < turn.generation.max_new_tokens
+        out.finish_reason = "stop" if stopped else "length"
 
 
 def _tap(pieces: Iterable[str], into: list[str]) -> Iterator[str]:

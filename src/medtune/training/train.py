@@ -225,7 +225,7 @@ def build_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_rec
     eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
     cls = trainer_class(SFTTrainer, chunked_head=cfg.train.loss == "chunked")
     trainer = cls(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+                  eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     return trainer, train_ds
 
 
