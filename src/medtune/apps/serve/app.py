@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from functools import partial
 
-from medtune.apps.serve.limits import APIError, Gate, Slots, error_response
+from medtune.apps.serve.limits import APIError, Gate, Slots, cap_malloc_arenas, error_response
 from medtune.apps.serve.schema import CHAT_RESPONSES, HEALTH_RESPONSES, MODELS_RESPONSES, ChatRequest, Health, finish_openapi
 from medtune.core.config import RunConfig, ServeConfig
 from medtune.inference.responder import Answer, Responder
@@ -200,6 +200,7 @@ def serve(model: str, cfg: RunConfig | None = None, host: str | None = None, por
     """Load the model and run uvicorn until interrupted."""
     import uvicorn
 
+    cap_malloc_arenas((cfg or RunConfig()).serve.malloc_arenas)  # before any thread allocates
     generator, run_cfg, name = load(model, cfg)
     sc = run_cfg.serve.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     if sc.host not in ("127.0.0.1", "localhost", "::1") and not (sc.api_key or os.environ.get("MEDTUNE_API_KEY")):
