@@ -96,8 +96,8 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=24)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--warmup", type=float, default=180,
-                    help="seconds before the baseline is taken (RSS climbs for the first ~3 minutes as prompt shapes and "
-                         "allocator pools fill, then levels off: docs/reliability.md#soak)")
+                    help="seconds before the baseline is taken (RSS climbs fastest in the first ~3 minutes, then slowly: "
+                         "docs/reliability.md#soak)")
     ap.add_argument("--sample-every", type=float, default=5)
     ap.add_argument("--rss-bound", type=float, default=50, help="MB of RSS growth allowed after warm-up")
     ap.add_argument("--thread-bound", type=int, default=4)
