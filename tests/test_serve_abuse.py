@@ -202,7 +202,7 @@ def test_after_the_abuse_every_worker_is_free_and_nothing_crashed(live_server):
 
 
 ARENA_PROBE = """
-import ctypes, sys, tempfile, threading
+import ctypes, sys, threading
 import torch
 from medtune.apps.serve.limits import cap_malloc_arenas
 print(cap_malloc_arenas(int(sys.argv[1])))
@@ -214,7 +214,7 @@ threads = [threading.Thread(target=work) for _ in range(6)]
 [t.join() for t in threads]
 libc = ctypes.CDLL(None)
 libc.fopen.restype = ctypes.c_void_p
-path = tempfile.mktemp()
+path = sys.argv[2]
 f = libc.fopen(path.encode(), b"w")
 libc.malloc_info(0, ctypes.c_void_p(f))
 libc.fclose(ctypes.c_void_p(f))
@@ -229,7 +229,8 @@ def test_malloc_arena_cap_holds_under_threads(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    runs = {n: subprocess.run([sys.executable, "-c", ARENA_PROBE, str(n)], capture_output=True, text=True, env=env, timeout=120)
+    runs = {n: subprocess.run([sys.executable, "-c", ARENA_PROBE, str(n), str(tmp_path / f"malloc_info_{n}.xml")],
+                              capture_output=True, text=True, env=env, timeout=120)
             for n in (1, 0)}
     capped, default = (runs[n].stdout.split() for n in (1, 0))
     assert capped == ["True", "1"], runs[1].stderr

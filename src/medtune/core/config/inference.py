@@ -139,4 +139,4 @@ class ServeConfig(Section):
     malloc_arenas: int = Field(2, ge=0)
     """glibc malloc arenas the server process may use (0 = the C library's default of 8 per core). Each thread that
     allocates under contention gets its own arena, which keeps freed memory: uncapped, RSS grew ~120 MB in a
-    10-minute soak before levelling off; capped at 2 it grew 35 MB (docs/reliability.md#soak). MALLOC_ARENA_MAX wins."""
+    10-minute soak; capped at 2, 26-52 MB (a slower growth remains: docs/reliability.md#soak). MALLOC_ARENA_MAX wins."""
