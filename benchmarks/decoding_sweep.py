@@ -1,13 +1,14 @@
-"""Decoding settings on the built-in base model: degeneration and ROUGE-L on held-out MedQuAD questions.
+"""Decoding settings on a model (the built-in base, or a run): degeneration and ROUGE-L on MedQuAD questions.
 
 The same questions are answered under each setting through the evaluation's own path (``Responder``
-with guardrails off, the default system prompt, ``eval.max_new_tokens`` new tokens), and scored with
-the evaluation's measures: ROUGE-L and BERTScore F1 against the MedQuAD reference, and the
-degeneration measures of ``evaluate/degeneration.py`` (templates fitted on the rest of MedQuAD).
-The questions are a stable sample (by record id) across all collections; which questions is fixed
-by ``--seed``.
+with guardrails off, the model's system prompt and template, ``--max-new-tokens`` new tokens), and
+scored with the evaluation's measures: ROUGE-L and BERTScore F1 against the MedQuAD reference, and
+the degeneration measures of ``evaluate/degeneration.py`` (templates fitted on the documents of
+MedQuAD not asked). The questions are a stable sample (by record id), from all collections or from
+``--collection`` only (a source the run never trained on, for a tuned model); ``--seed`` fixes which.
 
-    nice -n 5 python benchmarks/decoding_sweep.py [--n 40] [--medquad ../shared/data/medquad] [--out sweep.json]
+    nice -n 5 python benchmarks/decoding_sweep.py [--model smollm2-135m-instruct | runs/RUN] [--n 40]
+        [--medquad ../shared/data/medquad] [--collection 5_NIDDK_QA] [--out sweep.json]
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ SETTINGS = {
 def main() -> None:
     default_data = Path(os.environ.get("MEDTUNE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "medquad"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="a built-in or local model, or a run directory")
     ap.add_argument("--medquad", type=Path, default=default_data)
+    ap.add_argument("--collection", help="draw the questions from this MedQuAD collection only (e.g. 5_NIDDK_QA)")
     ap.add_argument("--n", type=int, default=40, help="questions")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
@@ -47,29 +50,32 @@ def main() -> None:
 
     from tabulate import tabulate
 
-    from medtune.core.config import RunConfig
     from medtune.core.models import resolve
     from medtune.data.boilerplate import fit_records
     from medtune.data.errors import SkipLog
     from medtune.data.sources import load_source
     from medtune.data.split import stable_fraction
+    from medtune.evaluate.bootstrap import paired_difference
     from medtune.evaluate.degeneration import degeneration
     from medtune.evaluate.metrics import bertscore_items, rouge_items
     from medtune.inference.loading import load_generator
     from medtune.inference.responder import Responder
 
     records = load_source("medquad", str(args.medquad), on_error="skip", skips=SkipLog())
-    ranked = sorted(records, key=lambda r: stable_fraction(args.seed, f"{r.source}/{r.id}"))
+    pool = records if not args.collection else load_source("medquad", str(args.medquad / args.collection), on_error="skip",
+                                                            skips=SkipLog())
+    ranked = sorted(pool, key=lambda r: stable_fraction(args.seed, f"{r.source}/{r.id}"))
     questions = ranked[: args.n]
     asked = {r.document for r in questions}
     templates = fit_records([r for r in records if r.document not in asked])
     references = [r.answer for r in questions]
-    generator, _ = load_generator(resolve("smollm2-135m-instruct").path, "none")
-    rows, figures = [], {}
+    model = resolve(args.model).path if not Path(args.model).exists() else args.model
+    generator, run_cfg = load_generator(model, "none")
+    rows, figures, first = [], {}, None
     for name, setting in SETTINGS.items():
         if args.only and name not in args.only:
             continue
-        cfg = RunConfig()
+        cfg = run_cfg.model_copy(deep=True)
         cfg.generation = cfg.generation.model_copy(update=setting)
         start = time.time()
         answered = Responder(generator, cfg, guardrails=False).answer_batch([r.question for r in questions],
@@ -77,18 +83,25 @@ def main() -> None:
         seconds = time.time() - start
         answers = [a.answer for a in answered]
         deg = degeneration(answers, references, templates, [a.finish_reason == "stop" for a in answered])["summary"]
-        rouge = statistics.fmean(r["rougeL"] for r in rouge_items(answers, references))
+        per_item = [r["rougeL"] for r in rouge_items(answers, references)]
+        rouge = statistics.fmean(per_item)
+        first = first or per_item  # the first setting run is the reference of the paired differences
+        delta = paired_difference(first, per_item)
+        ci = f"{delta['difference']:+.4f} [{delta['ci'][0]:+.4f}, {delta['ci'][1]:+.4f}]" if delta["ci"] else f"{delta['difference']:+.4f}"
         bert = statistics.fmean(r["bertscore_f1"] for r in bertscore_items(answers, references))
-        figures[name] = {**setting, "rougeL": rouge, "bertscore_f1": bert, **deg, "seconds": seconds}
-        rows.append([name, f"{rouge:.4f}", f"{bert:.4f}", f"{deg['degenerate']:.0%}", f"{deg['repeated_line']:.0%}",
+        figures[name] = {**setting, "rougeL": rouge, "rougeL_vs_first": delta, "bertscore_f1": bert, **deg, "seconds": seconds}
+        rows.append([name, f"{rouge:.4f}", ci, f"{bert:.4f}", f"{deg['degenerate']:.0%}", f"{deg['repeated_line']:.0%}",
                      f"{deg['ngram_loop']:.0%}", f"{deg['template']:.0%}", f"{deg['distinct_2']:.3f}", f"{deg['ends_on_eos']:.0%}",
                      f"{deg['mean_words']:.0f}", f"{deg['length_ratio']:.2f}", f"{seconds:.0f}"])
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
         if args.out:  # after every setting, so a long sweep stopped early keeps what it measured
-            args.out.write_text(json.dumps({"n": len(questions), "max_new_tokens": args.max_new_tokens, "settings": figures}, indent=2))
-    print(f"{len(questions)} MedQuAD questions (stable sample, seed {args.seed}), built-in SmolLM2-135M-Instruct base, "
+            args.out.write_text(json.dumps({"model": args.model, "collection": args.collection, "n": len(questions),
+                                            "max_new_tokens": args.max_new_tokens, "settings": figures}, indent=2))
+    print(f"{len(questions)} MedQuAD questions from {args.collection or 'all collections'} (stable sample, seed {args.seed}), "
+          f"model {args.model}, "
           f"{args.max_new_tokens} new tokens, guardrails off; {len(templates.openings)} templates fitted on the other documents.")
-    print(tabulate(rows, headers=["setting", "ROUGE-L", "BERTScore F1", "degenerate", "repeated line", "loop", "template",
+    print(tabulate(rows, headers=["setting", "ROUGE-L", "ΔROUGE-L vs the first [95% CI]",
+                                  "BERTScore F1", "degenerate", "repeated line", "loop", "template",
                                   "distinct-2", "ends on EOS", "mean words", "length / ref", "seconds"],
                    tablefmt="github", disable_numparse=True))
 

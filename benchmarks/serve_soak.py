@@ -15,7 +15,11 @@ RSS may grow by at most ``--rss-bound`` MB (mean of the last quarter against the
 warm-up), threads by ``--thread-bound`` and file descriptors by ``--fd-bound``; no 5xx other than
 503, no lost request, every worker free within ``--idle-timeout`` seconds of the last client. Exit status 1 when a bound fails.
 
-    python benchmarks/serve_soak.py [--model smollm2-135m-instruct] [--minutes 10] [--clients 2]
+    python benchmarks/serve_soak.py [--model smollm2-135m-instruct] [--minutes 10] [--clients 2] [--kinds KIND ...]
+
+RSS is sampled whole and as its anonymous part (``/proc/PID/smaps_rollup``: the heap; the rest is the
+memory-mapped weights and libraries). ``--kinds`` runs only some kinds of client, to tell which
+requests the memory follows.
 """
 
 from __future__ import annotations
@@ -76,13 +80,25 @@ async def client(kind: str, i: int, url: str, max_tokens: int, deadline: float, 
             await asyncio.sleep(0.2)
 
 
+def anon_mb(pid: int) -> float | None:
+    """The process's anonymous (heap, not file-backed) resident memory in MB; None where /proc has no smaps_rollup."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def sample(proc: psutil.Process, base: str, start: float, stop: threading.Event, every: float, samples: list) -> None:
     while not stop.is_set():
         try:
             health = httpx.get(f"{base}/health", timeout=30).json()
             with proc.oneshot():
-                samples.append({"t": time.time() - start, "rss_mb": proc.memory_info().rss / 2**20, "threads": proc.num_threads(),
-                                "fds": proc.num_fds(), "busy": health["workers_busy"], "waiting": health["waiting"]})
+                samples.append({"t": time.time() - start, "rss_mb": proc.memory_info().rss / 2**20, "anon_mb": anon_mb(proc.pid),
+                                "threads": proc.num_threads(), "fds": proc.num_fds(), "busy": health["workers_busy"],
+                                "waiting": health["waiting"]})
         except (httpx.HTTPError, psutil.Error):
             pass
         stop.wait(every)
@@ -93,6 +109,7 @@ def main() -> int:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--clients", type=int, default=2, help="clients of each kind")
+    ap.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="the kinds of client to run (default: all)")
     ap.add_argument("--max-tokens", type=int, default=24)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--warmup", type=float, default=180,
@@ -138,7 +155,7 @@ def main() -> int:
 
     async def run_all():
         url = f"{base}/v1/chat/completions"
-        await asyncio.gather(*(client(k, i, url, args.max_tokens, deadline, results) for k in KINDS for i in range(args.clients)))
+        await asyncio.gather(*(client(k, i, url, args.max_tokens, deadline, results) for k in args.kinds for i in range(args.clients)))
 
     try:
         asyncio.run(run_all())
@@ -166,7 +183,7 @@ def report(args, results: list, samples: list, idle: dict, wall: float) -> int:
     figures: dict = {"minutes": args.minutes, "wall_s": round(wall, 1), "kinds": {}}
     print(f"\n{len(results)} requests in {wall:.0f}s")
     print(f"{'kind':11s} {'n':>5s} {'p50 s':>7s} {'p95 s':>7s}  statuses")
-    for kind in KINDS:
+    for kind in args.kinds:
         rows = [r for r in results if r["kind"] == kind]
         ok = [r["seconds"] for r in rows if r["status"] == 200]
         statuses: dict = {}
@@ -175,10 +192,11 @@ def report(args, results: list, samples: list, idle: dict, wall: float) -> int:
         figures["kinds"][kind] = {"n": len(rows), "p50_s": round(pct(ok, 0.5), 3), "p95_s": round(pct(ok, 0.95), 3), "statuses": statuses}
         print(f"{kind:11s} {len(rows):5d} {pct(ok, 0.5):7.2f} {pct(ok, 0.95):7.2f}  {statuses}")
 
-    print(f"\n{'t (s)':>6s} {'RSS MB':>8s} {'threads':>8s} {'fds':>5s} {'busy':>5s} {'waiting':>8s}")
+    print(f"\n{'t (s)':>6s} {'RSS MB':>8s} {'anon MB':>8s} {'threads':>8s} {'fds':>5s} {'busy':>5s} {'waiting':>8s}")
     step = max(1, len(samples) // 20)
     for s in samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else []):
-        print(f"{s['t']:6.0f} {s['rss_mb']:8.1f} {s['threads']:8d} {s['fds']:5d} {s['busy']:5d} {s['waiting']:8d}")
+        anon = f"{s['anon_mb']:8.1f}" if s["anon_mb"] is not None else f"{'-':>8s}"
+        print(f"{s['t']:6.0f} {s['rss_mb']:8.1f} {anon} {s['threads']:8d} {s['fds']:5d} {s['busy']:5d} {s['waiting']:8d}")
 
     after = [s for s in samples if s["t"] >= args.warmup]
     first = [s for s in after if s["t"] < args.warmup + 60] or after[:1]
@@ -191,6 +209,9 @@ def report(args, results: list, samples: list, idle: dict, wall: float) -> int:
     slope = ((half[-1]["rss_mb"] - half[0]["rss_mb"]) / max(1e-9, half[-1]["t"] - half[0]["t"]) * 60) if len(half) > 1 else float("nan")
     print(f"RSS over the last half of the run: {slope:+.2f} MB/min (a leak keeps a positive slope; warm-up levels off)")
     figures["rss_slope_last_half_mb_per_min"] = round(slope, 3)
+    if all(s["anon_mb"] is not None for s in samples):
+        figures["anon_growth_mb"] = round(growth("anon_mb"), 1)
+        print(f"of which anonymous (heap) memory: {growth('anon_mb'):+.1f} MB after warm-up")
     five = sum(1 for r in results if isinstance(r["status"], int) and r["status"] >= 500 and r["status"] != 503)
     lost = sum(1 for r in results if str(r["status"]).startswith("lost"))
     checks = [

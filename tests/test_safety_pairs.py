@@ -10,6 +10,7 @@ from medtune.core.assets import BUILTIN_DIR
 from medtune.core.config import load_config
 from medtune.data.sources import load_source
 from medtune.evaluate.safety import REFUSAL, load_suite, score_answer
+from medtune.guardrails.replies import emergency_reply
 from medtune.training.safety_pairs import CLASSES, make_pairs, policy_prompts, write_pairs
 
 
@@ -23,6 +24,9 @@ def test_policy_prompts_and_chosen_answers_meet_the_policy():
     prompts = policy_prompts(cfg)
     for c in CLASSES:
         assert sum(p.category == c for p in prompts) >= 20, c
+        jailbroken = [p for p in prompts if p.category == c and p.id.endswith("-jb")]  # one per situation, same chosen answer
+        assert len(jailbroken) == len({p.id.split("-")[1] for p in prompts if p.category == c})
+        assert all(p.chosen == next(q.chosen for q in prompts if q.id == p.id.replace("-jb", "-0")) for p in jailbroken)
     assert len({p.text for p in prompts}) == len(prompts)
     for p in prompts:
         assert score_answer(p.category, p.chosen, cfg.guardrails)[0], (p.id, p.chosen)
@@ -47,10 +51,18 @@ def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     prompts = [p for p in policy_prompts(cfg) if p.id in ("emergency-0-0", "harmful-0-0")]
     benign = load_source("generic", str(BUILTIN_DIR / "starter.jsonl"))
     pairs, card = make_pairs(builtin_generator, cfg, benign, benign=2, prompts=prompts)
-    assert card["per_class"].get("benign") == 2 and card["pairs"] + sum(card["left_out"].values()) == 4
+    # 2 model answers (kept unless already compliant) + harmful vs the emergency reply + 2 benign
+    assert card["per_class"].get("benign") == 2 and card["pairs"] + sum(card["left_out"].values()) == 5
+    benign = [pair for pair in pairs if pair["category"] == "benign"]
+    assert benign[1]["rejected"].endswith(benign[1]["chosen"]) and card["kinds"]["benign: refusal opening + answer rejected"] == 1
+    vs = [pair for pair in pairs if pair["id"] == "harmful-0-0-vs-emergency"]
+    assert len(vs) == 1 and vs[0]["rejected"] == emergency_reply(cfg.guardrails.resources, vs[0]["prompt"])
+    assert not score_answer("harmful", vs[0]["rejected"], cfg.guardrails)[0]  # a referral is not a refusal
     for pair in pairs:
         if pair["category"] == "benign":
             assert REFUSAL.search(pair["rejected"]) and not REFUSAL.search(pair["chosen"])
+        elif pair["id"].endswith("-vs-emergency"):
+            continue
         else:  # the model's own unguarded answer, which fails the policy the chosen answer meets
             assert pair["rejected"] and not score_answer(pair["category"], pair["rejected"], cfg.guardrails)[0]
     out = tmp_path / "pairs.jsonl"

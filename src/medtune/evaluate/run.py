@@ -34,6 +34,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from medtune.core.atomic import write_text
 from medtune.core.config import EvalSet, RunConfig
 from medtune.core.rundir import RunDir
 from medtune.data.records import Record, read_jsonl
@@ -272,8 +273,7 @@ def _grounded(generator, cfg, run: RunDir, conversations: list[list[dict]], refe
 
     result = compare_grounding(generator, cfg, [c[-1]["content"] for c in conversations], references, progress=True)
     run.eval.mkdir(parents=True, exist_ok=True)
-    with open(run.eval / "grounded_answers.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result.pop("answers"))
+    write_text(run.eval / "grounded_answers.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in result.pop("answers")))
     return {**result, "index": cfg.retrieval.index}
 
 

@@ -17,11 +17,11 @@ the pass-rate gap is outside ``export.parity_min_agreement`` / ``export.parity_m
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 from pathlib import Path
 
+from medtune.core.atomic import write_json
 from medtune.core.config import RunConfig
 from medtune.evaluate.safety import load_suite, score_answer
 from medtune.export import ExportError
@@ -124,7 +124,7 @@ def deployment_parity(merged: Path, gguf: Path, cfg: RunConfig, report_path: Pat
     torch_ = summarise(items, torch_answers, specials, cfg)
     report = {"gguf": str(gguf), "prompts": len(items), "max_tokens": ex.parity_new_tokens, "llama_cpp": llama, "pytorch": torch_,
               **verdict(llama, torch_, ex.parity_min_agreement, ex.parity_max_pass_gap)}
-    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_json(report_path, report, indent=2, ensure_ascii=False)
     log.info("deployment parity: llama.cpp pass %.0f%% (EOS %.0f%%, leaks %d), PyTorch pass %.0f%%, agreement %.0f%%",
              100 * llama["pass_rate"], 100 * llama["eos_share"], llama["leaks"], 100 * torch_["pass_rate"],
              100 * report["verdict_agreement"])

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medtune.core.assets import sha256_file
+from medtune.core.atomic import write_json
 from medtune.core.config import IndexSourceConfig, RetrievalConfig
 from medtune.data.errors import DataError, SkipLog
 from medtune.retrieval.passages import Document, Passage, read_documents, split
@@ -172,7 +173,7 @@ class Index:
         for p in self.passages:
             licenses[p["license"]] = licenses.get(p["license"], 0) + 1
         m["licenses"], m["updated"], m["store"] = licenses, _now(), self.store.describe()
-        (self.path / "manifest.json").write_text(json.dumps(m, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_json(self.path / "manifest.json", m, indent=2, ensure_ascii=False)
 
     # searching ----------------------------------------------------------------------------------
 

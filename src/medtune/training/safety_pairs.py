@@ -15,14 +15,21 @@ prescription    ``PRESCRIPTION_PREFIX`` + dose-free general information  same
 benign          the reference answer of a medical Q&A record            a needless refusal
 ==============  ======================================================  ==================================
 
-A model answer that already meets its class's rule (``evaluate.safety.score_answer``) is no
-"rejected" answer: that pair is left out and counted. The benign pairs keep the tuned model from
-learning to refuse everything. Writes preference JSONL (``id, category, prompt, chosen, rejected``,
-read by the ``preference`` source adapter) and a data card (``<out>.card.json`` / ``.card.md``).
+Every situation is also asked once inside a ``jailbreak`` frame (role-play, "skip the rules",
+fiction): the chosen answer stays the class's own. Each harmful situation gives a pair whose
+rejected answer is the emergency reply (a harmful request is declined, not sent to 911: the
+tuned model confused the two). A model answer that already meets its class's rule
+(``evaluate.safety.score_answer``) is no "rejected" answer: that pair is left out and counted.
+The benign pairs keep the tuned model from learning to refuse everything: every second one's
+rejected answer is a refusal opening followed by the helpful answer itself, and a share of the
+benign questions come in ``benign_frames`` (fiction, "hypothetically"), still answered. Writes
+preference JSONL (``id, category, prompt, chosen, rejected``, read by the ``preference`` source
+adapter) and a data card (``<out>.card.json`` / ``.card.md``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import Counter
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medtune.core.assets import BUILTIN_DIR
+from medtune.core.atomic import write_json, write_text
 from medtune.core.config import RunConfig
 from medtune.guardrails.replies import PRESCRIPTION_PREFIX, crisis_reply, emergency_reply, harmful_reply
 
@@ -52,6 +60,7 @@ def policy_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> list[Prompt]:
 
     spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     region = cfg.guardrails.resources
+    jailbreak = itertools.cycle(spec["jailbreak"]["frames"])
     out = []
     for category in CLASSES:
         section = spec[category]
@@ -69,33 +78,41 @@ def policy_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> list[Prompt]:
                     chosen = {"emergency": lambda t: emergency_reply(region, t), "crisis": lambda t: crisis_reply(region),
                               "harmful": lambda t: harmful_reply(region)}[category](text)
                 out.append(Prompt(f"{category}-{i}-{j}", category, text, chosen))
+            first = out[-k]  # this situation's first framing, asked inside a jailbreak frame (the frames in turn)
+            out.append(Prompt(f"{category}-{i}-jb", category, next(jailbreak).format(s=first.text), first.chosen))
     return out
 
 
-def benign_prompts(records, refusals: list[str], limit: int, max_answer_chars: int = 600) -> list[tuple[Prompt, str]]:
-    """``(prompt, rejected refusal)`` for medical Q&A records: chosen = the record's answer (its first
-    sentences up to ``max_answer_chars``), rejected = one of the needless refusals, in turn."""
+def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600) -> list[tuple[Prompt, str]]:
+    """``(prompt, rejected)`` for medical Q&A records: chosen = the record's answer (its first sentences up
+    to ``max_answer_chars``); rejected = a needless refusal, or on every second pair a refusal opening
+    followed by that same answer. Every ``benign_frames.every``-th question is asked in a benign frame."""
     import re
 
+    refusals, openings = spec["refusals"], spec["refusal_openings"]
+    frames, every = spec["benign_frames"]["frames"], spec["benign_frames"]["every"]
     out = []
-    for record in records[:limit]:
+    for n, record in enumerate(records[:limit]):
         sentences, answer = re.split(r"(?<=[.!?])\s+", record.answer.strip()), ""
         for s in sentences:
             if answer and len(answer) + len(s) > max_answer_chars:
                 break
             answer = f"{answer} {s}".strip()
-        refusal = refusals[len(out) % len(refusals)]
-        out.append((Prompt(f"benign-{record.id}", "benign", record.question, answer), refusal))
+        question = record.question.strip()
+        if n % every == every - 1:
+            question = frames[(n // every) % len(frames)].format(s=question, s_lower=question[0].lower() + question[1:])
+        rejected = f"{openings[(n // 2) % len(openings)]} {answer}" if n % 2 else refusals[(n // 2) % len(refusals)]
+        out.append((Prompt(f"benign-{record.id}", "benign", question, answer), rejected))
     return out
 
 
-def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 30, progress: bool = False,
+def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, progress: bool = False,
                prompts: list[Prompt] | None = None) -> tuple[list[dict], dict]:
     """``(pairs, card)``: policy prompts (default: all of ``policy_prompts``) answered by the model alone
     (rejected) plus ``benign`` benign pairs."""
     import yaml
 
-    from medtune.evaluate.safety import score_answer
+    from medtune.evaluate.safety import REFUSAL, score_answer
     from medtune.inference.responder import Responder
 
     prompts = policy_prompts(cfg) if prompts is None else prompts
@@ -107,18 +124,28 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 30, prog
             left_out[f"{p.category}: model answer already meets the policy" if rejected else f"{p.category}: empty answer"] += 1
             continue
         pairs.append({"id": p.id, "category": p.category, "prompt": p.text, "chosen": p.chosen, "rejected": rejected})
-    refusals = yaml.safe_load(PROMPTS_PATH.read_text(encoding="utf-8"))["refusals"]
-    for p, refusal in benign_prompts(benign_records, refusals, benign):
-        pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": p.chosen, "rejected": refusal})
+    region = cfg.guardrails.resources
+    for p in prompts:  # harmful: declined, not sent to the emergency number (once per situation, its first framing)
+        if p.category == "harmful" and p.id.endswith("-0"):
+            pairs.append({"id": f"{p.id}-vs-emergency", "category": "harmful", "prompt": p.text, "chosen": p.chosen,
+                          "rejected": emergency_reply(region, p.text)})
+    spec = yaml.safe_load(PROMPTS_PATH.read_text(encoding="utf-8"))
+    for p, rejected in benign_prompts(benign_records, spec, benign):
+        pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": p.chosen, "rejected": rejected})
     counts, g = Counter(pair["category"] for pair in pairs), cfg.generation
     card = {
         "pairs": len(pairs),
         "per_class": dict(counts),
+        "kinds": {"jailbreak-framed": sum(pair["id"].endswith("-jb") for pair in pairs),
+                  "harmful vs the emergency reply": sum(pair["id"].endswith("-vs-emergency") for pair in pairs),
+                  "benign: refusal opening + answer rejected": sum(pair["category"] == "benign" and not REFUSAL.fullmatch(pair["rejected"])
+                                                                   and pair["rejected"].endswith(pair["chosen"]) for pair in pairs)},
         "left_out": dict(left_out),
         "region": cfg.guardrails.region,
         "prompts_file": PROMPTS_PATH.name,
-        "rejected_from": f"{cfg.model.name} with the guardrails off (temperature {g.temperature}, top_p {g.top_p}, seed {g.seed}, "
-                         f"repetition_penalty {g.repetition_penalty}, max_new_tokens {g.max_new_tokens})",
+        "rejected_from": f"{cfg.model.name} (quantization {cfg.model.quantization}) with the guardrails off (temperature {g.temperature}, top_p {g.top_p}, seed {g.seed}, "
+                         f"repetition_penalty {g.repetition_penalty}, max_new_tokens {g.max_new_tokens}); harmful also: the "
+                         "emergency reply; benign: a needless refusal, or a refusal opening + the answer",
         "chosen_from": "guardrails.replies (emergency, crisis, harmful), PRESCRIPTION_PREFIX + dose-free drug information, "
                        "benign: the Q&A record's reference answer",
         "license": "Apache-2.0 (medtune authors); rejected answers generated by the base model (its licence applies)",
@@ -131,16 +158,15 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 30, prog
 def write_pairs(pairs: list[dict], card: dict, out: Path) -> None:
     """``out`` (JSONL) plus ``<out stem>.card.json`` and ``.card.md`` beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        for pair in pairs:
-            f.write(json.dumps(pair, ensure_ascii=False) + "\n")
-    out.with_suffix(".card.json").write_text(json.dumps(card, indent=2))
+    write_text(out, "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
+    write_json(out.with_suffix(".card.json"), card, indent=2)
     lines = ["# Safety preference pairs", "", f"{card['pairs']} pairs; region {card['region']}.", "",
              "| class | pairs | left out (model already compliant / empty) |", "|---|---|---|"]
     for c in (*CLASSES, "benign"):
         gone = sum(n for k, n in card["left_out"].items() if k.startswith(c + ":"))
         lines.append(f"| {c} | {card['per_class'].get(c, 0)} | {gone} |")
-    lines += ["", f"- chosen: {card['chosen_from']}", f"- rejected: {card['rejected_from']}; benign: a needless refusal",
+    lines += ["", *(f"- {kind}: {n}" for kind, n in card.get("kinds", {}).items()),
+              "", f"- chosen: {card['chosen_from']}", f"- rejected: {card['rejected_from']}",
               f"- mean length (chars): chosen {card['chosen_chars_mean']}, rejected {card['rejected_chars_mean']}",
               f"- licence: {card['license']}", ""]
-    out.with_suffix(".card.md").write_text("\n".join(lines))
+    write_text(out.with_suffix(".card.md"), "\n".join(lines))

@@ -17,12 +17,12 @@ so transformers is loaded here at import.)
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import nullcontext
 
 from transformers import TrainerCallback
 
+from medtune.core.atomic import write_json
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.evaluate.safety import DURING_TRAINING_FILE as FILE
@@ -81,7 +81,7 @@ class SafetyWatch(TrainerCallback):
 
     def _write(self) -> None:
         self.run.logs.mkdir(parents=True, exist_ok=True)
-        (self.run.logs / FILE).write_text(json.dumps(self.record, indent=1))
+        write_json(self.run.logs / FILE, self.record, indent=1)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if not state.is_world_process_zero or self.record["base"] is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from medtune.core.atomic import write_json, write_text
 from medtune.core.config import RunConfig, SweepConfig
 from medtune.training.pipeline import Events
 
@@ -45,8 +46,8 @@ def run_seeds(cfg: RunConfig, seeds: list[int], events: Events | None = None) ->
     runs = json.loads((cfg.run_dir / "sweep.json").read_text())["runs"]
     reports = [json.loads((Path(r["run_dir"]) / "eval" / "report.json").read_text()) for r in runs]
     out = {"seeds": seeds, "sets": spread(reports), "sweep": summary}
-    (cfg.run_dir / "seeds.json").write_text(json.dumps(out, indent=2))
-    (cfg.run_dir / "seeds.md").write_text(seeds_markdown(out))
+    write_json(cfg.run_dir / "seeds.json", out, indent=2)
+    write_text(cfg.run_dir / "seeds.md", seeds_markdown(out))
     return out
 
 

@@ -123,7 +123,7 @@ def safety_pairs(
         "smollm2-135m-instruct"),
     benign: Annotated[Path | None, typer.Option(help="Medical Q&A file (generic question/answer JSONL) for the benign pairs; "
                                                      "default: the built-in starter set.")] = None,
-    benign_count: Annotated[int, typer.Option(help="Benign pairs (helpful answer vs a needless refusal).")] = 30,
+    benign_count: Annotated[int, typer.Option(help="Benign pairs (helpful answer vs a needless refusal).")] = 60,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail (region) settings.")] = None,
     overrides: list[str] | None = SetOpt,
 ):
