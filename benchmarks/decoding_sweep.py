@@ -30,6 +30,7 @@ SETTINGS = {
     "greedy, no-repeat 4": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4},
     "greedy, rep 1.1 + no-repeat 4": {"temperature": 0.0, "repetition_penalty": 1.1, "no_repeat_ngram_size": 4},
     "sampled 0.3, rep 1.1": {"temperature": 0.3, "repetition_penalty": 1.1, "no_repeat_ngram_size": 0},
+    "sampled 0.3, no-repeat 4": {"temperature": 0.3, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4},
 }
 
 

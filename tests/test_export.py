@@ -193,7 +193,9 @@ def test_modelfile_stops_system_and_parameters(exported):
     assert f"# Medical disclaimer: {cfg.guardrails.disclaimer_text}" in text
     g = cfg.generation
     assert params["temperature"] == [str(g.temperature)] and params["top_p"] == [str(g.top_p)]
-    assert params["repeat_penalty"] == [str(g.repetition_penalty)] and params["num_predict"] == [str(g.max_new_tokens)]
+    assert params["num_predict"] == [str(g.max_new_tokens)]
+    # no n-gram blocking in Ollama: its repeat penalty stands in (at least 1.1 when medtune blocks repeated 4-grams)
+    assert params["repeat_penalty"] == [str(max(g.repetition_penalty, 1.1) if g.no_repeat_ngram_size else g.repetition_penalty)]
     source = re.search(r"^FROM (.+)$", text, re.M).group(1)
     assert (out / "ollama" / source).resolve() == (out / "gguf" / "model-q8_0.gguf").resolve()
 

@@ -142,9 +142,18 @@ def write_modelfile(merged: Path, gguf: str, cfg: RunConfig, target: Path) -> di
         *(f'PARAMETER stop "{s}"' for s in stops),
         f"PARAMETER temperature {gc.temperature}",
         f"PARAMETER top_p {gc.top_p}",
-        f"PARAMETER repeat_penalty {gc.repetition_penalty}",
+        f"PARAMETER repeat_penalty {ollama_repeat_penalty(gc)}",
         f"PARAMETER num_predict {gc.max_new_tokens}",
     ]
+    if gc.no_repeat_ngram_size:
+        lines.insert(-2, f"# Ollama has no n-gram blocking (generation.no_repeat_ngram_size {gc.no_repeat_ngram_size}): "
+                         "its repeat penalty stands in against loops")
     write_text(target, "\n".join(lines) + "\n")
     log.info("Modelfile → %s (FROM %s)", target, rel)
     return {"path": str(target), "from": rel, "stop": stops}
+
+
+def ollama_repeat_penalty(gc) -> float:
+    """Ollama's ``repeat_penalty``: the configured one, or at least 1.1 where medtune blocks repeated n-grams
+    (``no_repeat_ngram_size``), which Ollama cannot; without either a small model loops."""
+    return max(gc.repetition_penalty, 1.1) if gc.no_repeat_ngram_size else gc.repetition_penalty
