@@ -49,7 +49,7 @@ data:
   eval_fraction: 0.2
   near_dedupe: false
   sources: [{{kind: generic, path: {REPO / FIXTURE}, fields: {{reasoning: reasoning}}}}]
-train: {{max_steps: 24, batch_size: 4, max_seq_length: 128, learning_rate: 3.0e-3, lr_scheduler: constant, logging_steps: 4, report_to: []}}
+train: {{max_steps: 16, batch_size: 4, max_seq_length: 128, learning_rate: 3.0e-3, lr_scheduler: constant, logging_steps: 4, report_to: []}}
 eval: {{max_new_tokens: 40, temperature: 0, base_precision: full, bootstrap_samples: 200}}
 generation: {{temperature: 0, max_new_tokens: 48}}
 """)
