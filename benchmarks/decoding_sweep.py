@@ -51,7 +51,6 @@ def main() -> None:
 
     from tabulate import tabulate
 
-    from medtune.core.models import resolve
     from medtune.data.boilerplate import fit_records
     from medtune.data.errors import SkipLog
     from medtune.data.sources import load_source
@@ -70,8 +69,7 @@ def main() -> None:
     asked = {r.document for r in questions}
     templates = fit_records([r for r in records if r.document not in asked])
     references = [r.answer for r in questions]
-    model = resolve(args.model).path if not Path(args.model).exists() else args.model
-    generator, run_cfg = load_generator(model, "none")
+    generator, run_cfg = load_generator(args.model, "none")  # a built-in name, a model path or a run directory
     rows, figures, first = [], {}, None
     for name, setting in SETTINGS.items():
         if args.only and name not in args.only:

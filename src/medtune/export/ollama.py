@@ -142,12 +142,11 @@ def write_modelfile(merged: Path, gguf: str, cfg: RunConfig, target: Path) -> di
         *(f'PARAMETER stop "{s}"' for s in stops),
         f"PARAMETER temperature {gc.temperature}",
         f"PARAMETER top_p {gc.top_p}",
+        *([f"# Ollama has no n-gram blocking (generation.no_repeat_ngram_size {gc.no_repeat_ngram_size}): "
+            "its repeat penalty stands in against loops"] if gc.no_repeat_ngram_size else []),
         f"PARAMETER repeat_penalty {ollama_repeat_penalty(gc)}",
         f"PARAMETER num_predict {gc.max_new_tokens}",
     ]
-    if gc.no_repeat_ngram_size:
-        lines.insert(-2, f"# Ollama has no n-gram blocking (generation.no_repeat_ngram_size {gc.no_repeat_ngram_size}): "
-                         "its repeat penalty stands in against loops")
     write_text(target, "\n".join(lines) + "\n")
     log.info("Modelfile → %s (FROM %s)", target, rel)
     return {"path": str(target), "from": rel, "stop": stops}

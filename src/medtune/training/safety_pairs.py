@@ -112,7 +112,7 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
     (rejected) plus ``benign`` benign pairs."""
     import yaml
 
-    from medtune.evaluate.safety import REFUSAL, score_answer
+    from medtune.evaluate.safety import score_answer
     from medtune.inference.responder import Responder
 
     prompts = policy_prompts(cfg) if prompts is None else prompts
@@ -138,8 +138,8 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
         "per_class": dict(counts),
         "kinds": {"jailbreak-framed": sum(pair["id"].endswith("-jb") for pair in pairs),
                   "harmful vs the emergency reply": sum(pair["id"].endswith("-vs-emergency") for pair in pairs),
-                  "benign: refusal opening + answer rejected": sum(pair["category"] == "benign" and not REFUSAL.fullmatch(pair["rejected"])
-                                                                   and pair["rejected"].endswith(pair["chosen"]) for pair in pairs)},
+                  "benign: refusal opening + answer rejected": sum(
+                      pair["category"] == "benign" and pair["rejected"].endswith(pair["chosen"]) for pair in pairs)},
         "left_out": dict(left_out),
         "region": cfg.guardrails.region,
         "prompts_file": PROMPTS_PATH.name,
