@@ -4,7 +4,11 @@ The same questions are answered under each setting through the evaluation's own 
 with guardrails off, the model's system prompt and template, ``--max-new-tokens`` new tokens), and
 scored with the evaluation's measures: ROUGE-L and BERTScore F1 against the MedQuAD reference, and
 the degeneration measures of ``evaluate/degeneration.py`` (templates fitted on the documents of
-MedQuAD not asked). The questions are a stable sample (by record id), from all collections or from
+MedQuAD not asked), and how many answers name what the question asks about (MedQuAD's focus, e.g.
+"Ataxia Telangiectasia", written out whole: blocking n-grams of the prompt mangles such names) and how many
+contain an invented word (a word of five letters or more found nowhere in MedQuAD's questions and answers,
+like "Telangégy" or "Korskakoff": what blocking a name's second mention produces). The questions are a
+stable sample (by record id), from all collections or from
 ``--collection`` only (a source the run never trained on, for a tuned model); ``--seed`` fixes which.
 
     nice -n 5 python benchmarks/decoding_sweep.py [--model smollm2-135m-instruct | runs/RUN] [--n 40]
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,11 +28,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+_WORD = re.compile(r"[a-zà-ÿ]{5,}")
 SETTINGS = {
     "greedy, no penalty": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0},
     "greedy, rep 1.1": {"temperature": 0.0, "repetition_penalty": 1.1, "no_repeat_ngram_size": 0},
     "greedy, rep 1.2": {"temperature": 0.0, "repetition_penalty": 1.2, "no_repeat_ngram_size": 0},
     "greedy, no-repeat 4": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4},
+    "greedy, no-repeat 6": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 6},
+    "greedy, no-repeat 8": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 8},
+    "greedy, no-repeat 4, prompt counted": {"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4,
+                                            "penalize_prompt": True},
+    "greedy, rep 1.1, prompt counted": {"temperature": 0.0, "repetition_penalty": 1.1, "no_repeat_ngram_size": 0,
+                                        "penalize_prompt": True},
     "greedy, rep 1.1 + no-repeat 4": {"temperature": 0.0, "repetition_penalty": 1.1, "no_repeat_ngram_size": 4},
     "sampled 0.3, rep 1.1": {"temperature": 0.3, "repetition_penalty": 1.1, "no_repeat_ngram_size": 0},
     "sampled 0.3, no-repeat 4": {"temperature": 0.3, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4},
@@ -68,6 +80,7 @@ def main() -> None:
     questions = ranked[: args.n]
     asked = {r.document for r in questions}
     templates = fit_records([r for r in records if r.document not in asked])
+    vocabulary = {w for r in records for w in _WORD.findall(f"{r.question} {r.answer}".lower())}
     references = [r.answer for r in questions]
     generator, run_cfg = load_generator(args.model, "none")  # a built-in name, a model path or a run directory
     rows, figures, first = [], {}, None
@@ -87,9 +100,15 @@ def main() -> None:
         first = first or per_item  # the first setting run is the reference of the paired differences
         delta = paired_difference(first, per_item)
         ci = f"{delta['difference']:+.4f} [{delta['ci'][0]:+.4f}, {delta['ci'][1]:+.4f}]" if delta["ci"] else f"{delta['difference']:+.4f}"
+        named = statistics.fmean(focus_named(r, a) for r, a in zip(questions, answers, strict=True))
+        invented = [sorted({w for w in _WORD.findall(a.lower()) if w not in vocabulary}) for a in answers]
+        invented_share = statistics.fmean(bool(w) for w in invented)
         bert = statistics.fmean(r["bertscore_f1"] for r in bertscore_items(answers, references))
-        figures[name] = {**setting, "rougeL": rouge, "rougeL_vs_first": delta, "bertscore_f1": bert, **deg, "seconds": seconds}
-        rows.append([name, f"{rouge:.4f}", ci, f"{bert:.4f}", f"{deg['degenerate']:.0%}", f"{deg['repeated_line']:.0%}",
+        figures[name] = {**setting, "rougeL": rouge, "rougeL_vs_first": delta, "bertscore_f1": bert, "focus_named": named,
+                         "invented_words": invented_share,
+                         "invented": sorted({w for ws in invented for w in ws}), **deg, "seconds": seconds}
+        rows.append([name, f"{rouge:.4f}", ci, f"{bert:.4f}", f"{named:.0%}", f"{invented_share:.0%}", f"{deg['degenerate']:.0%}",
+                     f"{deg['repeated_line']:.0%}",
                      f"{deg['ngram_loop']:.0%}", f"{deg['template']:.0%}", f"{deg['distinct_2']:.3f}", f"{deg['ends_on_eos']:.0%}",
                      f"{deg['mean_words']:.0f}", f"{deg['length_ratio']:.2f}", f"{seconds:.0f}"])
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
@@ -100,9 +119,15 @@ def main() -> None:
           f"model {args.model}, "
           f"{args.max_new_tokens} new tokens, guardrails off; {len(templates.openings)} templates fitted on the other documents.")
     print(tabulate(rows, headers=["setting", "ROUGE-L", "ΔROUGE-L vs the first [95% CI]",
-                                  "BERTScore F1", "degenerate", "repeated line", "loop", "template",
+                                  "BERTScore F1", "names focus", "invented word", "degenerate", "repeated line", "loop", "template",
                                   "distinct-2", "ends on EOS", "mean words", "length / ref", "seconds"],
                    tablefmt="github", disable_numparse=True))
+
+
+def focus_named(record, answer: str) -> bool:
+    """Whether the answer writes the question's focus out whole (case and spacing aside)."""
+    focus = " ".join(str(record.meta.get("focus") or record.meta.get("focus_area") or "").lower().split())
+    return bool(focus) and focus in " ".join(answer.lower().split())
 
 
 if __name__ == "__main__":

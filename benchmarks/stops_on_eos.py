@@ -38,7 +38,7 @@ def main() -> None:
     stops = set(g.stop_ids())
     for name, context in (("tuned", contextlib.nullcontext), ("base", g.model.disable_adapter)):
         with context(), torch.inference_mode():
-            out = g.model.generate(**enc, **g._kwargs(cfg.generation, args.budget, 0.0))
+            out = g.model.generate(**enc, **g._kwargs(cfg.generation, args.budget, 0.0, enc["input_ids"].shape[1]))
         new = out[:, enc["input_ids"].shape[1]:]
         ends = [next((i for i, t in enumerate(row.tolist()) if t in stops), "none") for row in new]
         print(f"{name:6s} end-of-turn after tokens: {ends} (budget {args.budget})", flush=True)

@@ -61,6 +61,8 @@ def test_merged_generation_config_stops_at_end_of_turn(exported):
     eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
     assert tok.convert_tokens_to_ids("<|im_end|>") in eos
     assert (out / "merged" / "model.safetensors").exists()
+    # transformers' n-gram blocking would count the prompt: the merged model gets the plain penalty instead
+    assert not gen.no_repeat_ngram_size and gen.repetition_penalty >= 1.1
 
 
 def test_gguf_files_verified_against_merged(exported):

@@ -92,3 +92,27 @@ def test_generation_reports_whether_it_stopped_on_eos(generator):
     answers = Responder(gen, RunConfig(generation=greedy), guardrails=False).answer_batch(
         [short[0]["content"], PROMPT[0]["content"]], max_new_tokens=12)
     assert [a.finish_reason for a in answers] == ["stop", "length"]
+
+
+def test_repeat_blocking_counts_the_answer_not_the_prompt(generator):
+    """no_repeat_ngram_size blocks repeats inside the answer only: the answer can still copy the prompt's words
+    (a condition's name, a passage to cite), which transformers' own processor (penalize_prompt) forbids."""
+    import torch
+
+    gen, cfg = generator
+    phrase = "Take the tablets with a full glass of water after breakfast."
+    ask = [{"role": "user", "content": f"Repeat this sentence exactly, once: {phrase}"}]
+    text = gen.prompts([ask])[0]
+    enc = gen.tokenizer([text], return_tensors="pt", add_special_tokens=False)
+    answers = {}
+    for penalize in (False, True):
+        greedy = cfg.model_copy(update={"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4,
+                                        "penalize_prompt": penalize})
+        with torch.inference_mode():
+            out = gen.model.generate(**enc, **gen._kwargs(greedy, 40, None, enc["input_ids"].shape[1]))
+        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        grams = [tuple(new[i:i + 4]) for i in range(len(new) - 3)]
+        assert len(grams) == len(set(grams)), "a 4-gram repeated inside the answer"
+        answers[penalize] = gen.tokenizer.decode(new, skip_special_tokens=True)
+    assert "full glass of water after breakfast" in answers[False], answers[False]
+    assert "full glass of water after breakfast" not in answers[True], answers[True]

@@ -66,8 +66,9 @@ def merge(run: RunDir, cfg: RunConfig, target: Path) -> dict:
         gc = cfg.generation
         g.do_sample = gc.temperature > 0
         g.temperature, g.top_p = (gc.temperature, gc.top_p) if gc.temperature > 0 else (None, None)
-        g.repetition_penalty, g.max_new_tokens = gc.repetition_penalty, gc.max_new_tokens
-        g.no_repeat_ngram_size = gc.no_repeat_ngram_size or None
+        # transformers' n-gram blocking would count the prompt (inference/penalties.py): the plain penalty stands in
+        g.repetition_penalty, g.max_new_tokens = plain_repeat_penalty(gc), gc.max_new_tokens
+        g.no_repeat_ngram_size = None
         merged.config.eos_token_id = g.eos_token_id
 
     merge_adapter(cfg.model, run.adapter, target, dtype, before_merge=logits_before, before_save=check_and_configure)
@@ -97,3 +98,10 @@ def stop_ids(tokenizer) -> list[int]:
     from medtune.inference.generator import Generator
 
     return Generator(None, tokenizer).stop_ids()
+
+
+def plain_repeat_penalty(gc) -> float:
+    """The repetition penalty for a runtime without medtune's answer-only n-gram blocking (a merged model's
+    ``generation_config``, Ollama, vLLM): the configured one, or at least 1.1 where ``no_repeat_ngram_size``
+    is set, since their n-gram blocking (if any) counts the prompt and without either a small model loops."""
+    return max(gc.repetition_penalty, 1.1) if gc.no_repeat_ngram_size else gc.repetition_penalty

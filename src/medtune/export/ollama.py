@@ -16,7 +16,7 @@ from medtune.core.atomic import write_text
 from medtune.core.config import RunConfig
 from medtune.export import ExportError
 from medtune.export.card import disclaimer
-from medtune.export.merge import stop_ids
+from medtune.export.merge import plain_repeat_penalty, stop_ids
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +144,9 @@ def write_modelfile(merged: Path, gguf: str, cfg: RunConfig, target: Path) -> di
         f"PARAMETER top_p {gc.top_p}",
         *([f"# Ollama has no n-gram blocking (generation.no_repeat_ngram_size {gc.no_repeat_ngram_size}): "
             "its repeat penalty stands in against loops"] if gc.no_repeat_ngram_size else []),
-        f"PARAMETER repeat_penalty {ollama_repeat_penalty(gc)}",
+        f"PARAMETER repeat_penalty {plain_repeat_penalty(gc)}",
         f"PARAMETER num_predict {gc.max_new_tokens}",
     ]
     write_text(target, "\n".join(lines) + "\n")
     log.info("Modelfile → %s (FROM %s)", target, rel)
     return {"path": str(target), "from": rel, "stop": stops}
-
-
-def ollama_repeat_penalty(gc) -> float:
-    """Ollama's ``repeat_penalty``: the configured one, or at least 1.1 where medtune blocks repeated n-grams
-    (``no_repeat_ngram_size``), which Ollama cannot; without either a small model loops."""
-    return max(gc.repetition_penalty, 1.1) if gc.no_repeat_ngram_size else gc.repetition_penalty

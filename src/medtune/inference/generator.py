@@ -44,15 +44,20 @@ class Generator:
             ids.add(tid)
         return sorted(i for i in ids if i is not None)
 
-    def _kwargs(self, cfg: GenerationConfig, max_new_tokens: int | None, temperature: float | None) -> dict:
+    def _kwargs(self, cfg: GenerationConfig, max_new_tokens: int | None, temperature: float | None, prompt_length: int) -> dict:
+        """``model.generate`` arguments for prompts padded to ``prompt_length`` tokens."""
         temperature = cfg.temperature if temperature is None else temperature
         kw = dict(
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
-            repetition_penalty=cfg.repetition_penalty,
-            no_repeat_ngram_size=cfg.no_repeat_ngram_size,
             eos_token_id=self.stop_ids(),
             pad_token_id=self.tokenizer.pad_token_id,
         )
+        if cfg.penalize_prompt:
+            kw.update(repetition_penalty=cfg.repetition_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+        else:
+            from medtune.inference.penalties import answer_penalties
+
+            kw["logits_processor"] = answer_penalties(cfg.repetition_penalty, cfg.no_repeat_ngram_size, prompt_length)
         if temperature >= GREEDY_BELOW:
             kw.update(do_sample=True, temperature=temperature, top_p=cfg.top_p)
         else:
@@ -104,7 +109,7 @@ class Generator:
             chunk = texts[start : start + cfg.batch_size]
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
             with torch.inference_mode():
-                out = self.model.generate(**enc, **self._kwargs(cfg, max_new_tokens, temperature))
+                out = self.model.generate(**enc, **self._kwargs(cfg, max_new_tokens, temperature, enc["input_ids"].shape[1]))
             new = out[:, enc["input_ids"].shape[1] :]
             # a row that stopped early holds its stop token, then padding; one that ran out of tokens holds none
             stopped = torch.isin(new, torch.tensor(stops, device=new.device)).any(dim=1).tolist()
@@ -133,7 +138,7 @@ class Generator:
 
         enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=False).to(self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kw = self._kwargs(cfg, max_new_tokens, temperature)
+        kw = self._kwargs(cfg, max_new_tokens, temperature, enc["input_ids"].shape[1])
         stop, failed = Event(), []
 
         def run() -> None:

@@ -145,7 +145,8 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
         "prompts_file": PROMPTS_PATH.name,
         "rejected_from": f"{cfg.model.name} (quantization {cfg.model.quantization}) with the guardrails off (temperature "
                          f"{g.temperature}, top_p {g.top_p}, seed {g.seed}, repetition_penalty {g.repetition_penalty}, "
-                         f"no_repeat_ngram_size {g.no_repeat_ngram_size}, max_new_tokens {g.max_new_tokens}); harmful also: the "
+                         f"no_repeat_ngram_size {g.no_repeat_ngram_size}, penalize_prompt {g.penalize_prompt}, max_new_tokens "
+                         f"{g.max_new_tokens}); harmful also: the "
                          "emergency reply; benign: a needless refusal, or a refusal opening + the answer",
         "chosen_from": "guardrails.replies (emergency, crisis, harmful), PRESCRIPTION_PREFIX + dose-free drug information, "
                        "benign: the Q&A record's reference answer",

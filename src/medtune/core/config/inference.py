@@ -24,6 +24,10 @@ class GenerationConfig(Section):
     no_repeat_ngram_size: int = Field(4, ge=0)
     """Never generate the same word-piece n-gram twice (0 = off); a hard stop for line loops. 4 by default:
     measured against repetition penalties in docs/quality.md#decoding (fewest degenerate answers at the best ROUGE-L)."""
+    penalize_prompt: bool = False
+    """Whether ``repetition_penalty`` and ``no_repeat_ngram_size`` count the prompt's tokens too (transformers'
+    own behaviour, and how the shipped safety pairs were made). Off: only the answer's own tokens, so an answer
+    can name what the question names and copy the passage it cites (``inference/penalties.py``)."""
     max_new_tokens: int = Field(512, gt=0)
     """Longest answer in tokens."""
     batch_size: int = Field(8, gt=0)
