@@ -69,7 +69,8 @@ def main() -> int:
                   f"change {d['difference']:+.4f}  95% CI {d['ci']}  {'significant' if d['significant'] else 'n.s.'}")
         c = result["citations"]
         print(f"  citations: {c['citations']} in {c['answers_citing']} answers, {c['removed']} removed (not retrieved), "
-              f"cited sentences supported {c['supported']}/{c['cited_sentences']} (precision {c['precision']})")
+              f"cited sentences supported {c['supported']}/{c['cited_sentences']} (precision {c['precision']}), "
+              f"held by the cited document {c['document_supported']} (precision {c['document_precision']})")
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps({"model": args.model, "index": args.index, **results}, indent=2, ensure_ascii=False))

@@ -153,6 +153,11 @@ def test_citation_checks():
     passages = ["Glaucoma is an eye disease that damages the optic nerve.", "Gout is a kind of arthritis."]
     stats = support(cleaned, passages)
     assert stats == {"citations": 2, "cited_sentences": 2, "supported": 1, "unsupported": 1, "precision": 0.5}
+    # per document: the sentence cites [1] but [2] holds it; counted only when [2] is a passage of the same document
+    moved = "Gout is a kind of arthritis [1]. Glaucoma damages the optic nerve [1]."
+    assert support(moved, passages, documents=["a", "b"])["document_supported"] == 1
+    same = support(moved, passages, documents=["a", "a"])
+    assert (same["supported"], same["document_supported"], same["document_precision"]) == (1, 2, 1.0)
 
 
 @pytest.fixture(scope="module")

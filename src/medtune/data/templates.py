@@ -97,44 +97,78 @@ def preference_dataset(records: list[Record], template: str, system_prompt: str 
     from datasets import Dataset
 
     return Dataset.from_list([to_preference_example(r, template, system_prompt) for r in records])
-    return Dataset.from_list([to_example(r, template, system_prompt, records) for r in records])
 
 
-RAG_DISTRACTORS = 2
-"""Passages from other records put beside the gold one."""
+RAG_PASSAGES = 3
+"""Passages in a rag prompt (``retrieval.k``'s default): the gold one(s) and distractors."""
 RAG_NOT_FOUND_SHARE = 0.2
 """Share of rag examples with distractors only, whose target is the not-found sentence."""
+RAG_SPLIT_SHARE = 0.5
+"""Share of the other examples whose gold text comes as two passages, as an index cuts a long answer."""
 RAG_PASSAGE_WORDS = 120
-"""A record's answer is cut to its first sentences within this many words to make its passage (about the index's passage size)."""
+"""A record's answer is cut to its first sentences within this many words to make its gold text (about the index's passage size)."""
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def rag_example(record: Record, system_prompt: str | None, pool: Sequence[Record] = ()) -> dict:
-    """A grounded training example: the record's own passage among distractors, or distractors only.
+    """A grounded training example: the record's own text among distractors, or distractors only.
 
-    The gold passage is the record's answer cut to whole sentences within ``RAG_PASSAGE_WORDS``
-    (``meta["passage"]`` when a record carries its own context), and the target is what that passage
-    supports: the same sentences, each paragraph ending with its citation ``[n]``. Distractors are the
-    passages of other records with another title. In ``RAG_NOT_FOUND_SHARE`` of the examples the gold
-    passage is left out and the target is ``NOT_FOUND``. Choices are seeded by the record id, so the same
-    records always give the same examples.
+    The gold text is the record's answer cut to whole sentences within ``RAG_PASSAGE_WORDS``
+    (``meta["passage"]`` when a record carries its own context). In ``RAG_SPLIT_SHARE`` of the examples it
+    comes as two passages of one document, as an index returns the consecutive passages of a long answer.
+    The passages are shuffled and the target is the gold sentences in their order, each citing the passage
+    it comes from (``cite_sentences``), so the model learns to cite the number that holds the sentence, not
+    the first one. Distractors are the passages of other records with another title. In
+    ``RAG_NOT_FOUND_SHARE`` of the examples the gold text is left out and the target is ``NOT_FOUND``.
+    Choices are seeded by the record id, so the same records always give the same examples.
     """
     rng = random.Random(int(hashlib.sha256(record.id.encode()).hexdigest()[:16], 16))
     gold = rag_passage(record)
     distractors: list[dict] = []
-    for r in rng.sample(list(pool), min(len(pool), 4 * RAG_DISTRACTORS)):  # a few candidates; another title each
-        if len(distractors) < RAG_DISTRACTORS and r.id != record.id:
+    for r in rng.sample(list(pool), min(len(pool), 4 * RAG_PASSAGES)):  # a few candidates; another title each
+        if len(distractors) < RAG_PASSAGES - 1 and r.id != record.id:
             passage = rag_passage(r)
             if passage["title"] != gold["title"] and passage["title"] not in (d["title"] for d in distractors):
                 distractors.append(passage)
     if distractors and rng.random() < RAG_NOT_FOUND_SHARE:
         passages, answer = distractors, NOT_FOUND
     else:
-        position = rng.randint(0, len(distractors))
-        passages = [*distractors[:position], gold, *distractors[position:]]
-        answer = "\n\n".join(f"{p.rstrip()} [{position + 1}]" for p in gold["text"].split("\n\n") if p.strip())
+        sentences = _SENTENCE_END.split(gold["text"])
+        if len(sentences) > 1 and distractors and rng.random() < RAG_SPLIT_SHARE:
+            cut = _half(sentences)
+            chunks = [sentences[:cut], sentences[cut:]]
+            distractors = distractors[: RAG_PASSAGES - 2]
+        else:
+            chunks = [sentences]
+        golds = [{**gold, "text": " ".join(chunk)} for chunk in chunks]
+        passages = [*golds, *distractors]
+        rng.shuffle(passages)
+        answer = " ".join(cite_sentences(g["text"], next(i for i, p in enumerate(passages, 1) if p is g)) for g in golds)
     prompt = [{"role": "system", "content": grounded_system(passages, system_prompt)}, {"role": "user", "content": record.question}]
     return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
+
+
+def _half(sentences: list[str]) -> int:
+    """Where to cut sentences into two runs of about equal words (at least one sentence each)."""
+    total, words = sum(len(s.split()) for s in sentences), 0
+    for i, sentence in enumerate(sentences[:-1], start=1):
+        words += len(sentence.split())
+        if words >= total / 2:
+            return i
+    return len(sentences) - 1
+
+
+def cite_sentences(text: str, number: int) -> str:
+    """``text`` with the citation ``[number]`` on every sentence, before its final stop ("… is treated [2].").
+
+    Every sentence, not only the last: an answer cut short by ``max_new_tokens`` still cites, and each
+    sentence the citation check reads (``retrieval.cite``) carries its own source."""
+    cited = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        body = sentence.rstrip()
+        stop = body[-1] if body and body[-1] in ".!?" else ""
+        cited.append(f"{body[: len(body) - len(stop)].rstrip()} [{number}]{stop or '.'}")
+    return " ".join(cited)
 
 
 def rag_passage(record: Record) -> dict:

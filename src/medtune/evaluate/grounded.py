@@ -73,4 +73,6 @@ def citation_summary(answers: Sequence[Answer]) -> dict:
                                                                             "unsupported")}
     total["answers_citing"] = sum(a.citations.get("citations", 0) > 0 for a in answers)
     total["precision"] = round(total["supported"] / total["cited_sentences"], 4) if total["cited_sentences"] else None
+    total["document_supported"] = sum(a.citations.get("document_supported", 0) for a in answers)
+    total["document_precision"] = round(total["document_supported"] / total["cited_sentences"], 4) if total["cited_sentences"] else None
     return total

@@ -5,7 +5,8 @@
   back only an unfinished ``[...`` until it closes, so what streams is what the final answer holds.
 * ``support`` checks each sentence that cites a passage: supported when at least ``lexical`` of its
   content words (stemmed, stopwords out) occur in the cited passage, or when its embedding cosine to
-  the passage reaches ``cosine``. A sentence citing several passages needs one of them to support it.
+  the passage reaches ``cosine``. A sentence citing several passages needs one of them to support it;
+  with ``documents``, also counted per document (another retrieved passage of the cited document holds it).
 """
 
 from __future__ import annotations
@@ -85,34 +86,45 @@ def cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     return out
 
 
-def support(text: str, passages: Sequence[str], encoder=None, lexical: float = 0.5, cosine: float = 0.6) -> dict:
-    """Citation statistics of an answer: sentences cited, supported, unsupported, and the precision."""
+def support(text: str, passages: Sequence[str], encoder=None, lexical: float = 0.5, cosine: float = 0.6,
+            documents: Sequence[str] | None = None) -> dict:
+    """Citation statistics of an answer: sentences cited, supported, unsupported, and the precision.
+
+    ``documents`` (the document of each passage) adds ``document_supported`` / ``document_precision``:
+    a sentence whose cited passage does not hold it, but another retrieved passage of the same document
+    does. The Sources list names documents, so that is what a reader who follows a citation can check;
+    ``precision`` stays the strict, per-passage figure."""
     claims = [(c, [n for n in nums if 1 <= n <= len(passages)]) for c, nums in cited_sentences(text)]
     claims = [(c, nums) for c, nums in claims if nums and c]
-    supported = 0
     sims = None
     if encoder is not None and claims:
         vectors = encoder.encode([c for c, _ in claims] + list(passages), normalize_embeddings=True, convert_to_numpy=True,
                                  show_progress_bar=False)
         sims = vectors[: len(claims)] @ vectors[len(claims):].T
     bags = [set(_words(p)) for p in passages]
+
+    def holds(row: int, words: list[str], i: int) -> bool:
+        overlap = sum(w in bags[i] for w in words) / len(words) if words else 0.0
+        return overlap >= lexical or (sims is not None and sims[row, i] >= cosine)
+
+    supported = in_document = 0
     for row, (claim, nums) in enumerate(claims):
         words = _words(claim)
-        ok = False
-        for n in nums:
-            overlap = sum(w in bags[n - 1] for w in words) / len(words) if words else 0.0
-            if overlap >= lexical or (sims is not None and sims[row, n - 1] >= cosine):
-                ok = True
-                break
+        ok = any(holds(row, words, n - 1) for n in nums)
         supported += ok
-    n_citations = len(CITATION.findall(text))
-    return {
-        "citations": n_citations,
+        if documents is not None:
+            same = {i for n in nums for i, d in enumerate(documents) if d == documents[n - 1]}
+            in_document += ok or any(holds(row, words, i) for i in same)
+    stats = {
+        "citations": len(CITATION.findall(text)),
         "cited_sentences": len(claims),
         "supported": supported,
         "unsupported": len(claims) - supported,
         "precision": round(supported / len(claims), 4) if claims else None,
     }
+    if documents is not None:
+        stats.update(document_supported=in_document, document_precision=round(in_document / len(claims), 4) if claims else None)
+    return stats
 
 
 def _words(text: str) -> list[str]:
