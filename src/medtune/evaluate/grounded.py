@@ -70,9 +70,8 @@ def scored_text(answer: Answer) -> str:
 def citation_summary(answers: Sequence[Answer]) -> dict:
     """Citation checks over the grounded answers: totals, share of answers citing anything, precision."""
     total = {key: sum(a.citations.get(key, 0) for a in answers) for key in ("citations", "removed", "cited_sentences", "supported",
-                                                                            "unsupported")}
+                                                                            "unsupported", "document_supported")}
     total["answers_citing"] = sum(a.citations.get("citations", 0) > 0 for a in answers)
-    total["precision"] = round(total["supported"] / total["cited_sentences"], 4) if total["cited_sentences"] else None
-    total["document_supported"] = sum(a.citations.get("document_supported", 0) for a in answers)
-    total["document_precision"] = round(total["document_supported"] / total["cited_sentences"], 4) if total["cited_sentences"] else None
+    for share, count in (("precision", "supported"), ("document_precision", "document_supported")):
+        total[share] = round(total[count] / total["cited_sentences"], 4) if total["cited_sentences"] else None
     return total

@@ -84,6 +84,6 @@ class Retriever:
     def check(self, answer: str, grounding: Grounding, removed: int = 0) -> dict:
         """Citation statistics of a (cleaned) grounded answer; ``removed``: citations already taken out."""
         passages = [f"{h.passage['title']}. {h.passage['text']}" for h in grounding.hits]
-        documents = [h.passage.get("doc_id") or h.passage.get("url") or h.passage["title"] for h in grounding.hits]
+        documents = [h.passage["doc_id"] for h in grounding.hits]  # every index passage carries its document
         stats = support(answer, passages, self.index.encoder, self.cfg.support_threshold, self.cfg.support_cosine, documents)
         return {**stats, "removed": removed}
