@@ -70,7 +70,9 @@ def main() -> int:
         c = result["citations"]
         print(f"  citations: {c['citations']} in {c['answers_citing']} answers, {c['removed']} removed (not retrieved), "
               f"cited sentences supported {c['supported']}/{c['cited_sentences']} (precision {c['precision']}), "
-              f"held by the cited document {c['document_supported']} (precision {c['document_precision']})")
+              f"held by the cited document {c['document_supported']} (precision {c['document_precision']}); "
+              f"{c['moved']} moved to the passage holding their sentence (as the model cited: {c['model_supported']}/"
+              f"{c['cited_sentences']}, precision {c['model_precision']})")
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps({"model": args.model, "index": args.index, **results}, indent=2, ensure_ascii=False))

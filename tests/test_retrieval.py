@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from medtune.core.config import IndexSourceConfig, RetrievalConfig, load_config
 from medtune.data.errors import DataError, SkipLog
 from medtune.retrieval import Index, Retriever, rrf
-from medtune.retrieval.cite import CitationFilter, strip_invalid, support
+from medtune.retrieval.cite import Citations, support
 from medtune.retrieval.passages import pack, read_documents
 from medtune.retrieval.stores import StoreError
 
@@ -142,14 +142,26 @@ def test_passages_are_token_bounded_with_overlap():
 
 def test_citation_checks():
     text = "Glaucoma damages the optic nerve [1]. Eye drops lower the pressure [2, 5]. Cats purr [4]."
-    cleaned, removed = strip_invalid(text, 2)
-    assert cleaned == "Glaucoma damages the optic nerve [1]. Eye drops lower the pressure [2]. Cats purr." and removed == 2
+    passages = ["Glaucoma is an eye disease that damages the optic nerve.", "Gout is a kind of arthritis."]
+    cites = Citations(passages, move=False)
+    cleaned = cites.fix(text)
+    assert cleaned == "Glaucoma damages the optic nerve [1]. Eye drops lower the pressure [2]. Cats purr." and cites.removed == 2
+    # moving: each marker goes to the passage that holds the sentence before it, when its own does not and one does
+    swapped = ("Gout is a kind of arthritis [1]. Glaucoma damages the optic nerve. [2] Eye drops help [1, 9]. "
+               "Cats purr and sleep all day [2].")
+    moved = "Gout is a kind of arthritis [2]. Glaucoma damages the optic nerve. [1] Eye drops help [1]. Cats purr and sleep all day [2]."
     rng = random.Random(0)
-    for _ in range(20):  # streamed in random pieces, the same text comes out
-        cuts = sorted(rng.sample(range(1, len(text)), 8))
-        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
-        stream = CitationFilter(pieces, 2)
-        assert "".join(stream) == cleaned and stream.removed == 2
+    for source, expected, n_removed, n_moved in ((text, cleaned, 2, 0), (swapped, moved, 1, 2)):
+        whole = Citations(passages)
+        assert whole.fix(source) == expected and (whole.removed, whole.moved) == (n_removed, n_moved)
+        for _ in range(20):  # streamed in random pieces, the same text comes out
+            cuts = sorted(rng.sample(range(1, len(source)), 8))
+            pieces = [source[a:b] for a, b in zip([0, *cuts], [*cuts, len(source)], strict=True)]
+            stream = Citations(passages)
+            assert "".join(stream.stream(pieces)) == expected and (stream.removed, stream.moved) == (whole.removed, whole.moved)
+            assert stream.original == whole.original
+    assert whole.original == swapped.replace("[1, 9]", "[1]")  # the model's own attribution, only the invalid number out
+    assert support(whole.original, passages)["supported"] == 0 and support(moved, passages)["supported"] == 2
     passages = ["Glaucoma is an eye disease that damages the optic nerve.", "Gout is a kind of arthritis."]
     stats = support(cleaned, passages)
     assert stats == {"citations": 2, "cited_sentences": 2, "supported": 1, "unsupported": 1, "precision": 0.5}

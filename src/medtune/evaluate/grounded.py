@@ -69,9 +69,9 @@ def scored_text(answer: Answer) -> str:
 
 def citation_summary(answers: Sequence[Answer]) -> dict:
     """Citation checks over the grounded answers: totals, share of answers citing anything, precision."""
-    total = {key: sum(a.citations.get(key, 0) for a in answers) for key in ("citations", "removed", "cited_sentences", "supported",
-                                                                            "unsupported", "document_supported")}
+    total = {key: sum(a.citations.get(key, 0) for a in answers) for key in ("citations", "removed", "moved", "cited_sentences", "supported",
+                                                                            "unsupported", "document_supported", "model_supported")}
     total["answers_citing"] = sum(a.citations.get("citations", 0) > 0 for a in answers)
-    for share, count in (("precision", "supported"), ("document_precision", "document_supported")):
+    for share, count in (("precision", "supported"), ("document_precision", "document_supported"), ("model_precision", "model_supported")):
         total[share] = round(total[count] / total["cited_sentences"], 4) if total["cited_sentences"] else None
     return total

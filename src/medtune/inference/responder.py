@@ -18,8 +18,9 @@ A question goes through these steps, in this order:
    off; answers never contain it. It is returned only when asked for (``think=True``), under the
    same dose filter as the answer.
 6. **post-checks** (``Guardrails.after``, or ``Guardrails.stream`` sentence by sentence): dose
-   filter, prefix, disclaimer. A grounded answer first loses citations to passages it was not given
-   (also while streaming), then gets its citation statistics (``Answer.citations``) and, after the
+   filter, prefix, disclaimer. A grounded answer first loses citations to passages it was not given,
+   and a citation whose passage does not hold its sentence moves to the passage that does (also while
+   streaming: ``retrieval.cite.Citations``), then gets its citation statistics (``Answer.citations``) and, after the
    disclaimer, the "Sources" list (title and URL of each passage; ``Answer.sources``).
 
 ``prepare`` does steps 1-3 and gives a ``Turn`` (its ``prompt_tokens`` and ``fixed`` let the API
@@ -40,6 +41,7 @@ from medtune.guardrails import Decision, Guardrails, remove_doses
 from medtune.inference.generator import Generator
 from medtune.inference.think import ThinkSplitter, opens_think, split_think
 from medtune.retrieval import NOT_FOUND_UNGROUNDED, Grounding, Retriever
+from medtune.retrieval.cite import Citations
 from medtune.retrieval.retriever import NOT_FOUND
 
 
@@ -68,7 +70,8 @@ class Answer:
     sources: list[dict] = field(default_factory=list)
     """The passages a grounded answer was given, ``[{id, title, url, score}]`` (numbered [1].. in that order)."""
     citations: dict = field(default_factory=dict)
-    """Citation checks of a grounded answer: citations, removed, cited_sentences, supported, unsupported, precision."""
+    """Citation checks of a grounded answer: citations, removed, moved, cited_sentences, supported, unsupported, precision
+    (and document_*, and model_* for the citations as the model wrote them, before any moved)."""
     body: str = ""
     """The answer without what retrieval adds around it (the not-found notice, the Sources list): what eval scores."""
 
@@ -246,9 +249,9 @@ class Responder:
     def _finish(self, turn: Turn, raw: str, stopped: bool | None = None) -> Answer:
         thinking, answer = split_think(raw, opens_think(turn.text)) if raw else ("", "")
         out = Answer(raw=raw, prompt_tokens=turn.prompt_tokens, dropped_turns=turn.dropped_turns)
-        removed = 0
-        if turn.grounded:
-            answer, removed = self.retriever.clean(answer, turn.grounding)
+        cites = self.retriever.citations(turn.grounding) if turn.grounded else None
+        if cites is not None:
+            answer = cites.fix(answer)
         if turn.refused:
             out.answer, out.triage = NOT_FOUND, turn.triage
         elif turn.decision is None:
@@ -259,11 +262,11 @@ class Responder:
         if turn.think:
             out.thinking = self._filter_think(thinking, turn, out.fired)
         out.body = out.answer
-        self._ground(out, turn, removed)
+        self._ground(out, turn, cites)
         self._count(out, turn, stopped)
         return out
 
-    def _ground(self, out: Answer, turn: Turn, removed: int) -> None:
+    def _ground(self, out: Answer, turn: Turn, cites: Citations | None) -> None:
         """Retrieval's part of a finished answer: citation checks and the Sources list, or the not-found notice."""
         if turn.grounding is None:
             return
@@ -275,10 +278,12 @@ class Responder:
             out.fired.append("not_found")
         else:
             out.sources = turn.grounding.sources
-            out.citations = self.retriever.check(out.body, turn.grounding, removed)
+            out.citations = self.retriever.check(out.body, turn.grounding, cites)
             out.answer = f"{out.answer}\n\n{turn.grounding.sources_text()}"
-            if removed:
+            if cites.removed:
                 out.fired.append("citation_removed")
+            if cites.moved:
+                out.fired.append("citation_moved")
 
     # streamed answers ----------------------------------------------------------------------------
 
@@ -312,8 +317,8 @@ class Responder:
                 if reply.thinking:
                     yield "think", reply.thinking
             pieces = chain(first, (text for kind, text in split if kind == "answer"))
-        cited = self.retriever.filter(pieces, turn.grounding) if turn.grounded else None
-        pieces = cited if cited is not None else pieces
+        cites = self.retriever.citations(turn.grounding) if turn.grounded else None
+        pieces = cites.stream(pieces) if cites is not None else pieces
         if turn.grounding is not None and not turn.grounding.found:  # the notice comes first, as in the whole answer
             yield "answer", (NOT_FOUND if turn.refused else f"{NOT_FOUND_UNGROUNDED}\n\n")
         if turn.refused:
@@ -334,7 +339,7 @@ class Responder:
             reply.fired = [*result.fired, *reply.fired]
         reply.raw = "".join(raw).strip()
         reply.body = reply.answer
-        self._ground(reply, turn, cited.removed if cited is not None else 0)
+        self._ground(reply, turn, cites)
         if turn.grounded:
             yield "answer", reply.answer[len(reply.body):]
         self._count(reply, turn)

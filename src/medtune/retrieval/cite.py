@@ -1,8 +1,12 @@
 """Citation checks on a grounded answer: ``[n]`` markers against the passages the model was given.
 
-* ``strip_invalid`` removes a citation to a passage that was not retrieved (``[7]`` when three were
-  given; ``[1, 7]`` becomes ``[1]``). ``CitationFilter`` does the same to a streamed answer, holding
-  back only an unfinished ``[...`` until it closes, so what streams is what the final answer holds.
+* ``Citations`` fixes the markers of one answer, marker by marker as the text arrives (a whole answer
+  with ``fix``, a streamed one with ``stream``, which holds back only an unfinished ``[...`` until it
+  closes, so what streams is what the whole answer holds):
+  a number outside 1..n (a passage that was not retrieved) is removed (``[1, 7]`` becomes ``[1]``);
+  with ``move``, a marker whose passages do not hold the sentence before it is moved to the retrieved
+  passage that holds it best, when one does (a small model often cites ``[1]`` for what ``[2]`` says).
+  ``original`` keeps the answer with only the first fix: the model's own attribution, still measured.
 * ``support`` checks each sentence that cites a passage: supported when at least ``lexical`` of its
   content words (stemmed, stopwords out) occur in the cited passage, or when its embedding cosine to
   the passage reaches ``cosine``. A sentence citing several passages needs one of them to support it;
@@ -17,48 +21,82 @@ from collections.abc import Iterable, Iterator, Sequence
 CITATION = re.compile(r"\s?\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]{3,}")
+_LEADING = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 _HOLD = 12
 """An open '[' is held back for at most this many characters while streaming."""
+_MIN_WORDS = 3
+"""A citation moves only for a sentence with at least this many content words (a short one matches anything)."""
+_TAIL = 2000
+"""Characters of the text already fixed that are kept to find the sentence a marker closes."""
 
 
-def strip_invalid(text: str, n_passages: int) -> tuple[str, int]:
-    """``text`` without citations to passages outside 1..n_passages, and how many were removed."""
-    removed = 0
+class Citations:
+    """The ``[n]`` markers of one grounded answer, fixed as the text arrives; counts ``removed`` and ``moved``."""
 
-    def keep(match: re.Match) -> str:
-        nonlocal removed
-        numbers = [int(x) for x in re.split(r"\s*,\s*", match.group(1))]
-        valid = [x for x in numbers if 1 <= x <= n_passages]
-        removed += len(numbers) - len(valid)
-        if not valid:
-            return ""
-        lead = match.group(0)[: len(match.group(0)) - len(match.group(0).lstrip())]
-        return f"{lead}[{', '.join(map(str, valid))}]"
+    def __init__(self, passages: Sequence[str], lexical: float = 0.5, move: bool = True):
+        self.n, self.lexical, self.move = len(passages), lexical, move
+        self.bags = [set(_words(p)) for p in passages] if move else []
+        self.removed = self.moved = 0
+        self.original = ""
+        """The text with only citations to passages that were not retrieved removed (the model's own attribution)."""
+        self._tail = ""
 
-    return CITATION.sub(keep, text), removed
+    def fix(self, text: str) -> str:
+        """The next piece of the answer, fixed (pieces must come in order and not cut a marker)."""
+        out, original, last = [], [], 0
+        for m in CITATION.finditer(text):
+            out.append(text[last:m.start()])
+            original.append(text[last:m.start()])
+            last = m.end()
+            lead = m.group(0)[: len(m.group(0)) - len(m.group(0).lstrip())]
+            numbers = [int(x) for x in re.split(r"\s*,\s*", m.group(1))]
+            valid = [x for x in numbers if 1 <= x <= self.n]
+            self.removed += len(numbers) - len(valid)
+            if not valid:
+                continue
+            original.append(f"{lead}[{', '.join(map(str, valid))}]")
+            if self.move:
+                valid = self._attribute(_last_sentence(self._tail + "".join(out)), valid)
+            out.append(f"{lead}[{', '.join(map(str, valid))}]")
+        out.append(text[last:])
+        original.append(text[last:])
+        fixed = "".join(out)
+        self.original += "".join(original)
+        self._tail = (self._tail + fixed)[-_TAIL:]
+        return fixed
 
-
-class CitationFilter:
-    """``strip_invalid`` over a stream of text pieces; ``removed`` counts what it took out."""
-
-    def __init__(self, pieces: Iterable[str], n_passages: int):
-        self.pieces, self.n, self.removed = pieces, n_passages, 0
-
-    def __iter__(self) -> Iterator[str]:
+    def stream(self, pieces: Iterable[str]) -> Iterator[str]:
+        """``fix`` over a stream of text pieces cut anywhere."""
         held = ""
-        for piece in self.pieces:
+        for piece in pieces:
             held += piece
             cut = _safe_end(held)
             if cut:
-                text, removed = strip_invalid(held[:cut], self.n)
-                self.removed += removed
+                text = self.fix(held[:cut])
                 held = held[cut:]
                 if text:
                     yield text
         if held:
-            text, removed = strip_invalid(held, self.n)
-            self.removed += removed
-            yield text
+            yield self.fix(held)
+
+    def _attribute(self, claim: str, numbers: list[int]) -> list[int]:
+        words = _words(claim)
+        if len(words) < _MIN_WORDS:
+            return numbers
+        share = [sum(w in bag for w in words) / len(words) for bag in self.bags]
+        if any(share[n - 1] >= self.lexical for n in numbers):
+            return numbers
+        best = max(range(self.n), key=share.__getitem__)
+        if share[best] < self.lexical:
+            return numbers  # no passage holds it: left as cited, counted unsupported by ``support``
+        self.moved += 1
+        return [best + 1]
+
+
+def _last_sentence(text: str) -> str:
+    """The sentence a citation at the end of ``text`` belongs to ('... pressure [1]' or '... pressure. [1]')."""
+    parts = [p for p in _SENTENCE_END.split(text) if CITATION.sub("", p).strip()]
+    return CITATION.sub("", parts[-1]) if parts else ""
 
 
 def _safe_end(text: str) -> int:
@@ -74,16 +112,20 @@ def cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     """``(sentence without markers, cited numbers)`` for every sentence with at least one citation.
 
     A citation right after a sentence's full stop ('... pressure. [1]') belongs to that sentence."""
-    out = []
-    parts = [p for p in _SENTENCE_END.split(text) if p.strip()]
-    for part in parts:
-        numbers = [int(x) for m in CITATION.finditer(part) for x in re.split(r"\s*,\s*", m.group(1))]
+    out: list[tuple[str, list[int]]] = []
+    for part in (p for p in _SENTENCE_END.split(text) if p.strip()):
+        lead = _LEADING.match(part)
+        if lead and out:  # '[1]' opening a part closes the sentence before it
+            out[-1][1].extend(_numbers(lead.group(0)))
+            part = part[lead.end():]
         claim = CITATION.sub("", part).strip()
-        if numbers and not claim and out:  # a bare '[1]' after the sentence it cites
-            out[-1][1].extend(numbers)
-        elif numbers:
-            out.append((claim, numbers))
-    return out
+        if claim:
+            out.append((claim, _numbers(part)))
+    return [(claim, numbers) for claim, numbers in out if numbers]
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(x) for m in CITATION.finditer(text) for x in re.split(r"\s*,\s*", m.group(1))]
 
 
 def support(text: str, passages: Sequence[str], encoder=None, lexical: float = 0.5, cosine: float = 0.6,

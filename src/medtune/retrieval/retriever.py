@@ -1,23 +1,22 @@
 """What the answer path asks of retrieval: the passages for a question, then the checks on the answer.
 
 ``Retriever.ground(question)`` gives a ``Grounding``: the top ``k`` hits, and whether the best one
-reaches ``retrieval.threshold`` (``found``). ``Retriever.finish(answer, grounding)`` removes
-citations to passages that were not given, checks the cited sentences against their passages
-(``cite.support``) and returns the answer, its citation statistics and the "Sources" list.
+reaches ``retrieval.threshold`` (``found``). ``Retriever.citations(grounding)`` fixes the answer's
+``[n]`` markers as it is written (``cite.Citations``); ``Retriever.check`` then counts how many cited
+sentences their passages hold, for the answer as shown and as the model cited.
 One ``Index`` is opened per directory and shared (``open_index``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from medtune.core.config import RetrievalConfig
 from medtune.data.grounding import NOT_FOUND, grounded_system, sources_list
-from medtune.retrieval.cite import CitationFilter, strip_invalid, support
+from medtune.retrieval.cite import Citations, support
 from medtune.retrieval.index import Hit, Index
 
 NOT_FOUND_UNGROUNDED = f"{NOT_FOUND} The answer below is general information, not taken from them."
@@ -74,16 +73,19 @@ class Retriever:
         best = max((h.score for h in hits), default=None)
         return Grounding(hits, best is not None and best >= self.cfg.threshold, best)
 
-    def filter(self, pieces: Iterable[str], grounding: Grounding) -> CitationFilter:
-        """A streamed answer without citations to passages it was not given."""
-        return CitationFilter(pieces, len(grounding.hits))
+    def citations(self, grounding: Grounding) -> Citations:
+        """The citation fixer of one grounded answer (whole or streamed)."""
+        return Citations(_texts(grounding), self.cfg.support_threshold, self.cfg.move_citations)
 
-    def clean(self, answer: str, grounding: Grounding) -> tuple[str, int]:
-        return strip_invalid(answer, len(grounding.hits))
+    def check(self, answer: str, grounding: Grounding, cites: Citations) -> dict:
+        """Citation statistics of a fixed grounded answer, and of the model's own attribution (``model_*``)."""
+        passages, documents = _texts(grounding), [h.passage["doc_id"] for h in grounding.hits]  # every passage has one
+        check = lambda text: support(text, passages, self.index.encoder, self.cfg.support_threshold,  # noqa: E731
+                                     self.cfg.support_cosine, documents)
+        stats = {**check(answer), "removed": cites.removed, "moved": cites.moved}
+        own = check(cites.original) if cites.moved else stats
+        return {**stats, "model_supported": own["supported"], "model_precision": own["precision"]}
 
-    def check(self, answer: str, grounding: Grounding, removed: int = 0) -> dict:
-        """Citation statistics of a (cleaned) grounded answer; ``removed``: citations already taken out."""
-        passages = [f"{h.passage['title']}. {h.passage['text']}" for h in grounding.hits]
-        documents = [h.passage["doc_id"] for h in grounding.hits]  # every index passage carries its document
-        stats = support(answer, passages, self.index.encoder, self.cfg.support_threshold, self.cfg.support_cosine, documents)
-        return {**stats, "removed": removed}
+
+def _texts(grounding: Grounding) -> list[str]:
+    return [f"{h.passage['title']}. {h.passage['text']}" for h in grounding.hits]

@@ -209,8 +209,10 @@ def grounded_table(result: dict) -> Table:
     c = result["citations"]
     precision = "–" if c["precision"] is None else f"{c['precision']:.2f}"
     in_document = "–" if c.get("document_precision") is None else f"{c['document_precision']:.2f}"
+    own = "–" if c.get("model_precision") is None else f"{c['model_precision']:.2f}"
     listed = "–" if result["sources_listed_rate"] is None else f"{result['sources_listed_rate']:.0%}"
     table.caption = (f"not found: {result['not_found_rate']:.0%} · sources listed: {listed} · answers citing: {c['answers_citing']} · "
                      f"citations removed: {c['removed']} · cited sentences supported: {c['supported']}/{c['cited_sentences']} "
-                     f"(precision {precision}; {c.get('document_supported', 0)} held by the cited document: {in_document})")
+                     f"(precision {precision}; {c.get('document_supported', 0)} held by the cited document: {in_document}) · "
+                     f"citations moved to the passage holding their sentence: {c.get('moved', 0)} (as the model cited: precision {own})")
     return table

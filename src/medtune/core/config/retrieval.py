@@ -54,6 +54,9 @@ class RetrievalConfig(Section):
     cosine to the passage reaches support_cosine)."""
     support_cosine: float = Field(0.6, ge=-1, le=1)
     """Embedding cosine (sentence vs cited passage) that also counts as support."""
+    move_citations: bool = True
+    """A citation whose passage does not hold its sentence (support_threshold) moves to the retrieved passage that
+    holds it best, when one does; the model's own attribution is still measured (citations.model_precision)."""
     nprobe: int = Field(16, gt=0)
     """IVF indexes: clusters searched per query."""
     ef_search: int = Field(64, gt=0)
