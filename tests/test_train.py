@@ -112,7 +112,7 @@ def test_few_qlora_steps_lower_the_loss(tmp_path, base_model_dir, monkeypatch):
     monkeypatch.chdir(tmp_path / "cwd")
     cfg = load_config(None, tiny_overrides(tmp_path, "overfit") + [
         f"data.sources=[{{kind: generic, path: {REPO / 'tests/fixtures/qa_small.jsonl'}, count: 4}}]",
-        "data.eval_fraction=0", "train.max_steps=5", "train.learning_rate=2e-3", "train.batch_size=4", "lora.dropout=0",
+        "data.eval_fraction=0", "train.max_steps=2", "train.learning_rate=2e-3", "train.batch_size=4", "lora.dropout=0",
     ])
     run = RunDir.create(cfg)
     records = P.prepare(cfg.data).train
