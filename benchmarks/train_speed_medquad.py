@@ -12,6 +12,9 @@ one after another, in rounds (A, B, C, A, B, C, ...), so a shared machine's load
 | chunked head | ``train.loss=chunked`` (medtune's default): completion positions only, 512-row chunks, no entropy |
 | chunked + passive OpenMP | the same with ``OMP_WAIT_POLICY=PASSIVE``, as the ``medtune`` CLI runs (see docs/training-speed.md) |
 | chunked + passive + ckpt | the same with ``train.gradient_checkpointing=true`` (activations recomputed in the backward pass) |
+| passive + dropout 0 | chunked + passive with ``lora.dropout: 0``: PEFT then skips the dropped copy of every adapted layer's input |
+| dropout 0 + 4x2, 2x4, 1x8 | the same in micro-batches of 4, 2 or 1 with ``train.grad_accum`` 2, 4 or 8 (8 rows a step) |
+| dropout 0 + 2x4 + ckpt | the same with gradient checkpointing |
 
 Reported per setup: real (non-padding) tokens per wall second and per CPU second of the process,
 MFU, peak RSS, and each as a ratio to the plain TRL head. MFU = useful model FLOPs per CPU second /
@@ -49,6 +52,12 @@ SETUPS = {
     "chunked head": (["train.loss=chunked"], {}),
     "chunked + passive OpenMP": (["train.loss=chunked"], PASSIVE),
     "chunked + passive + ckpt": (["train.loss=chunked", "train.gradient_checkpointing=true"], PASSIVE),
+    "passive + dropout 0": (["train.loss=chunked", "lora.dropout=0"], PASSIVE),
+    "dropout 0 + 4x2": (["train.loss=chunked", "lora.dropout=0", "train.batch_size=4", "train.grad_accum=2"], PASSIVE),
+    "dropout 0 + 2x4": (["train.loss=chunked", "lora.dropout=0", "train.batch_size=2", "train.grad_accum=4"], PASSIVE),
+    "dropout 0 + 1x8": (["train.loss=chunked", "lora.dropout=0", "train.batch_size=1", "train.grad_accum=8"], PASSIVE),
+    "dropout 0 + 2x4 + ckpt": (["train.loss=chunked", "lora.dropout=0", "train.batch_size=2", "train.grad_accum=4",
+                                       "train.gradient_checkpointing=true"], PASSIVE),
 }
 """Setting overrides and environment of each setup. 'passive OpenMP' is what the ``medtune`` CLI sets
 (``OMP_WAIT_POLICY=PASSIVE`` unless already set): idle OpenMP threads sleep instead of spinning."""
@@ -73,7 +82,7 @@ def child(setup: str, args) -> dict:
     from medtune.core.models import load_base
     from medtune.core.rundir import RunDir
     from medtune.data.records import read_jsonl
-    from medtune.training.loss import SFTTrainer
+    from medtune.training.checkpoints import trainer_class
     from medtune.training.train import examples_dataset, keep_adapter_fp32, peft_config, sft_config
 
     cfg = load_config(None, overrides(args.tmp, args) + SETUPS[setup][0])
@@ -91,7 +100,7 @@ def child(setup: str, args) -> dict:
         def on_step_end(self, a, state, control, **kw):
             steps.append((time.perf_counter() - self.start[0], time.process_time() - self.start[1]))
 
-    cls = SFTTrainer if cfg.train.loss == "chunked" else trl.SFTTrainer
+    cls = trainer_class(trl.SFTTrainer, chunked_head=cfg.train.loss == "chunked")  # as ``medtune train`` builds it
     trainer = cls(model=model, args=sft_config(cfg, RunDir.create(cfg), False), processing_class=tok,
                   train_dataset=examples_dataset(records, cfg.data.template, cfg.data.system_prompt),
                   peft_config=peft_config(cfg, model), callbacks=[Clock()])
@@ -109,6 +118,8 @@ def child(setup: str, args) -> dict:
         return profile_step(trainer)
     trainer.train()
     timed = range(1, len(steps))
+    g = cfg.train.grad_accum  # micro-batches per optimizer step, collated in order
+    real, labelled = ([sum(x[i * g:(i + 1) * g]) for i in range(len(steps))] for x in (real, labelled))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
         "setup": setup, "steps_timed": len(timed), "real_tokens": sum(real[i] for i in timed),

@@ -111,3 +111,23 @@ def test_training_with_the_chunked_loss_lowers_the_loss(tmp_path, tiny_model_dir
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert len(losses) == 8 and losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.mark.parametrize("quantization", ["none", "4bit"])
+def test_micro_batches_train_the_same_step_as_one_batch(tmp_path, tiny_model_dir, quantization):
+    """``batch_size: 1, grad_accum: 4`` (what docs/training-speed.md advises on a CPU) makes the same optimizer step
+    as one batch of 4: plain SGD, so the update is the gradient itself (Adam's first step would hide its scale)."""
+    def step(batch: int, accum: int) -> dict:
+        trainer = make_trainer(tmp_path / f"{batch}x{accum}", tiny_model_dir, "chunked", quantization=quantization, overrides=[
+            f"train.batch_size={batch}", f"train.grad_accum={accum}", "train.max_steps=1", "train.optim=sgd",
+            "train.learning_rate=1.0", "train.lr_scheduler=constant", "train.logging_steps=1"])
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        trainer.train()
+        loss = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
+        return {"loss": loss, **{n: p.detach() - before[n] for n, p in trainer.model.named_parameters() if p.requires_grad}}
+
+    whole, micro = step(4, 1), step(1, 4)
+    assert abs(whole.pop("loss") - micro.pop("loss")) < 1e-4
+    assert any(d.abs().max() > 1e-4 for d in whole.values()), "the step moved the adapter"
+    for name, d in whole.items():
+        torch.testing.assert_close(micro[name], d, atol=1e-6, rtol=1e-3, msg=lambda m, name=name: f"{name}: {m}")

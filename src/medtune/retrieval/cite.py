@@ -49,7 +49,7 @@ class Citations:
             original.append(text[last:m.start()])
             last = m.end()
             lead = m.group(0)[: len(m.group(0)) - len(m.group(0).lstrip())]
-            numbers = [int(x) for x in re.split(r"\s*,\s*", m.group(1))]
+            numbers = _numbers(m.group(0))
             valid = [x for x in numbers if 1 <= x <= self.n]
             self.removed += len(numbers) - len(valid)
             if not valid:

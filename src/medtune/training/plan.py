@@ -234,7 +234,9 @@ def memory_plan(cfg: RunConfig, shape: Shape, gpu: bool = False) -> dict:
     state_bytes = 2 if "8bit" in optim else (0 if optim.startswith("sgd") else 8)
     b, s, h, i = cfg.train.batch_size, cfg.train.max_seq_length, shape.hidden, shape.intermediate
     backprop_layers = shape.layers - min(layers) if layers else 0
-    per_layer = b * s * (16 * h + 6 * i) * dtype_bytes  # saved tensors of a Llama block with LoRA dropout inputs
+    per_layer = b * s * (10 * h + 5 * i) * dtype_bytes  # saved tensors of a Llama block
+    if cfg.lora.dropout > 0:  # PEFT keeps each adapted input's dropped copy (and its mask) for the backward pass
+        per_layer += b * s * (6 * h + i) * (dtype_bytes + 1)
     if cfg.train.gradient_checkpointing:
         activations = backprop_layers * b * s * h * dtype_bytes + per_layer
     else:
