@@ -16,7 +16,7 @@ Usage:
   python benchmarks/safety_model_alone.py --model runs/<run>              # the tuned run and its base
   python benchmarks/safety_model_alone.py --model smollm2-135m-instruct   # a base model alone
   options: --suite builtin|redteam|both (default both), --max-new-tokens 128, --json out.json,
-           --guardrails (with them on instead: should be 100%)
+           --guardrails (with them on instead: should be 100%), --set generation.repetition_penalty=1.1 (repeatable)
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 from contextlib import nullcontext
 
 from medtune.core.assets import BUILTIN_DIR
+from medtune.core.config import load_config
 from medtune.evaluate.safety import load_suite, run_safety_suite
 from medtune.guardrails import has_dose
 from medtune.inference.loading import load_generator
@@ -60,9 +61,12 @@ def main() -> int:
     ap.add_argument("--no-base", action="store_true", help="for a run: skip its base (adapter off)")
     ap.add_argument("--guardrails", action="store_true", help="score with the guardrails on")
     ap.add_argument("--json", help="write every answer and rate here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="inference settings over the run's (generation.*, guardrails.*, chat.*), as `medtune ask --set`")
     args = ap.parse_args()
 
-    generator, cfg = load_generator(args.model, quantization="none")
+    explicit = load_config(None, args.set) if args.set else None
+    generator, cfg = load_generator(args.model, quantization="none", cfg=explicit)
     generation = cfg.generation.model_copy(update={"max_new_tokens": args.max_new_tokens, "temperature": 0.0})
     cfg = cfg.model_copy(update={"generation": generation})
     has_adapter = hasattr(generator.model, "disable_adapter")
@@ -70,7 +74,8 @@ def main() -> int:
     if has_adapter and not args.no_base:
         variants.append(("base", generator.model.disable_adapter))
     suites = list(SUITES) if args.suite == "both" else [args.suite]
-    out: dict = {"model": args.model, "guardrails": args.guardrails, "max_new_tokens": args.max_new_tokens, "results": {}}
+    out: dict = {"model": args.model, "guardrails": args.guardrails, "max_new_tokens": args.max_new_tokens, "settings": args.set,
+                 "results": {}}
     start = time.time()
     for name, context in variants:
         with context():
@@ -79,7 +84,7 @@ def main() -> int:
     out["seconds"] = round(time.time() - start, 1)
     keys = ["emergency", "crisis", "harmful", "prescription", "prescription_no_dose", "jailbreak", "benign_over_refusal"]
     print(f"model-alone safety ({'guardrails ON' if args.guardrails else 'guardrails off'}), {args.model}, "
-          f"max_new_tokens {args.max_new_tokens}, {out['seconds']}s")
+          f"max_new_tokens {args.max_new_tokens}, {out['seconds']}s" + (f", {' '.join(args.set)}" if args.set else ""))
     print(f"{'model/suite':<18}" + "".join(f"{k[:14]:>15}" for k in keys) + f"{'all':>8}")
     for label, res in out["results"].items():
         rates = res["rates"]

@@ -54,6 +54,18 @@ def test_think_split_without_tags_and_with_a_lone_closing_tag():
     assert (s.think, s.answer) == ("still thinking here", "answer")
 
 
+@pytest.mark.parametrize("size", [1, 3, 100])
+def test_a_mangled_closing_tag_still_ends_the_thinking(size):
+    """Read in a tuned 135M model's answers: '</think-set>', '</think' then a new line; never shown as the answer."""
+    for closing in ("</think-set>", "</think\n", "</think-like> ", "</think"):
+        text = f"<think>\nThe abstract says so.\n{closing}\nyes"
+        s, out = split([text[i : i + size] for i in range(0, len(text), size)])
+        assert (s.think.strip(), s.answer) == ("The abstract says so.", "yes"), closing
+        assert "".join(t for k, t in out if k == "answer") == "yes"
+    # a '<' after '</think' is the next tag, not the end of this one
+    assert split_think("<think>a</think<b>bold</b>") == ("a", "<b>bold</b>")
+
+
 def test_unfinished_think_is_never_an_answer():
     s, out = split(["<think>I ran out of tokens while"])
     assert s.answer == "" and s.think == "I ran out of tokens while" and all(k == "think" for k, _ in out)

@@ -77,3 +77,39 @@ def test_stage_method_shorthand_and_validation(tmp_path):
     assert stage_config(cfg, 0).train.method == "sft" and stage_config(cfg, 1).train.method == "dpo"
     with pytest.raises(ConfigError, match="packing"):
         load_config(None, ["train.method=dpo", "train.packing=true"])
+
+
+def test_chunked_head_gives_dpo_the_same_loss_and_gradients(tmp_path, tiny_model_dir):
+    """``train.loss: chunked`` (the default) answers DPO's log-prob calls, policy and reference, like TRL's own head."""
+    import torch
+    from transformers import set_seed
+
+    from medtune.core.models import load_base
+    from medtune.training.dpo import dpo_trainer
+    from medtune.training.train import peft_config
+
+    records = load_source("preference", str(PREFS))[:3]
+    results = {}
+    for loss in ("plain", "chunked"):
+        cfg = load_config(None, tiny_overrides(tmp_path, f"dpo-{loss}") + [
+            f"model.name={tiny_model_dir}", "model.quantization=none", "train.method=dpo", f"train.loss={loss}",
+            "train.batch_size=3", "train.report_to=[]", "lora.dropout=0"])
+        set_seed(0)
+        _, tok, model = load_base(cfg.model)
+        trainer, _ = dpo_trainer(cfg, RunDir.create(cfg), model, tok, peft_config(cfg, model), records, [], [])
+        assert getattr(trainer, "chunked_head", False) == (loss == "chunked")
+        for p in trainer.model.parameters():  # lora_B starts at 0: give the policy its own weights so it differs from the reference
+            if p.requires_grad:
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(p.numel()))
+        trainer.model.train()
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(records))])
+        out = trainer.compute_loss(trainer.model, dict(batch))
+        out.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        results[loss] = (out.item(), grads, trainer._metrics["train"])
+    (plain, plain_grads, plain_metrics), (chunked, chunked_grads, chunked_metrics) = results["plain"], results["chunked"]
+    assert abs(plain - chunked) < 1e-5 and plain != pytest.approx(0.6931, abs=1e-4)  # not the untrained log(2)
+    for key in ("logps/chosen", "logps/rejected", "rewards/margins", "logits/chosen", "logits/rejected", "mean_token_accuracy"):
+        assert chunked_metrics[key][-1] == pytest.approx(plain_metrics[key][-1], rel=1e-3, abs=1e-6), key
+    for name, g in plain_grads.items():
+        torch.testing.assert_close(chunked_grads[name], g, atol=1e-6, rtol=1e-3, msg=lambda m, name=name: f"{name}: {m}")

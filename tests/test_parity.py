@@ -48,8 +48,10 @@ def test_llama_cpp_answers_with_the_embedded_template():
     from medtune.export.parity import llama_cpp_answers
 
     gguf = builtin_gguf("smollm2-135m-instruct")
-    out = llama_cpp_answers(gguf, [[{"role": "user", "content": "What are common symptoms of the flu?"}]], 48)
-    assert out[0]["eos"] and out[0]["text"] and not any(s in out[0]["text"] for s in SPECIALS)
+    # a question with a short answer: asked about flu symptoms, the untuned model lists them past 200 tokens, so
+    # only a short one shows that llama.cpp stops on the GGUF's own end-of-turn token
+    out = llama_cpp_answers(gguf, [[{"role": "user", "content": "What is 2 + 2? Reply with the number only."}]], 48)
+    assert out[0]["eos"] and "4" in out[0]["text"] and not any(s in out[0]["text"] for s in SPECIALS)
 
 
 def test_pytorch_side_renders_the_chat_template_and_lists_template_tokens(tiny_model_dir):

@@ -88,6 +88,8 @@ def test_eval_scores_the_answers_without_the_reasoning(reasoning_run):
     report = json.loads((run.eval / "report.json").read_text())
     scored = rouge_items([r["finetuned"] for r in rows], [r["reference"] for r in rows])
     assert report["results"]["finetuned"]["rouge1"] == pytest.approx(sum(s["rouge1"] for s in scored) / len(scored))  # the scored text
+    # the report counts the answers that reasoned first: every tuned one, no base one
+    assert report["results"]["finetuned"]["reasoning"] == 1.0 and report["results"]["base"]["reasoning"] == 0.0
 
 
 def test_ask_single_and_batch(reasoning_run, tmp_path):

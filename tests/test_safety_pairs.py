@@ -10,7 +10,7 @@ from medtune.core.assets import BUILTIN_DIR
 from medtune.core.config import load_config
 from medtune.data.sources import load_source
 from medtune.evaluate.safety import REFUSAL, load_suite, score_answer
-from medtune.guardrails.replies import emergency_reply
+from medtune.guardrails.replies import emergency_reply, harmful_reply
 from medtune.training.safety_pairs import CLASSES, make_pairs, policy_prompts, write_pairs
 
 
@@ -48,20 +48,25 @@ def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
 
 def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     cfg = load_config(None, ["generation.max_new_tokens=12", "generation.temperature=0"])
-    prompts = [p for p in policy_prompts(cfg) if p.id in ("emergency-0-0", "harmful-0-0")]
+    prompts = [p for p in policy_prompts(cfg) if p.id in ("emergency-0-0", "harmful-0-0", "prescription-0-0")]
     benign = load_source("generic", str(BUILTIN_DIR / "starter.jsonl"))
     pairs, card = make_pairs(builtin_generator, cfg, benign, benign=2, prompts=prompts)
-    # 2 model answers (kept unless already compliant) + harmful vs the emergency reply + 2 benign
-    assert card["per_class"].get("benign") == 2 and card["pairs"] + sum(card["left_out"].values()) == 5
+    # 3 model answers (kept unless already compliant) + harmful vs the emergency reply + prescription vs the harmful
+    # refusal + 2 benign
+    assert card["per_class"].get("benign") == 2 and card["pairs"] + sum(card["left_out"].values()) == 7
     benign = [pair for pair in pairs if pair["category"] == "benign"]
     assert benign[1]["rejected"].endswith(benign[1]["chosen"]) and card["kinds"]["benign: refusal opening + answer rejected"] == 1
     vs = [pair for pair in pairs if pair["id"] == "harmful-0-0-vs-emergency"]
     assert len(vs) == 1 and vs[0]["rejected"] == emergency_reply(cfg.guardrails.resources, vs[0]["prompt"])
     assert not score_answer("harmful", vs[0]["rejected"], cfg.guardrails)[0]  # a referral is not a refusal
+    rx = [pair for pair in pairs if pair["id"] == "prescription-0-0-vs-harmful"]
+    assert len(rx) == 1 and rx[0]["rejected"] == harmful_reply(cfg.guardrails.resources)
+    assert score_answer("prescription", rx[0]["chosen"], cfg.guardrails)[0]
+    assert not score_answer("prescription", rx[0]["rejected"], cfg.guardrails)[0]  # a harm refusal is no referral
     for pair in pairs:
         if pair["category"] == "benign":
             assert REFUSAL.search(pair["rejected"]) and not REFUSAL.search(pair["chosen"])
-        elif pair["id"].endswith("-vs-emergency"):
+        elif pair["id"].endswith(("-vs-emergency", "-vs-harmful")):
             continue
         else:  # the model's own unguarded answer, which fails the policy the chosen answer meets
             assert pair["rejected"] and not score_answer(pair["category"], pair["rejected"], cfg.guardrails)[0]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rougeL", "bleu",
-           "bertscore_precision", "bertscore_recall", "bertscore_f1")
-"""The order the evaluate stage computes and every report lists its metrics in."""
+           "bertscore_precision", "bertscore_recall", "bertscore_f1", "reasoning")
+"""The order the evaluate stage computes and every report lists its metrics in. ``reasoning`` (share of answers
+that wrote a ``<think>`` section first) is there only when some model reasoned."""
 LOWER_IS_BETTER_WORDS = ("loss", "perplexity")
 
 

@@ -79,8 +79,10 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
             for scored in (held, *externals):
                 scored.losses[name] = item_losses(model, scored.trainer)
                 answered = raw.answer_batch([c[-1]["content"] for c in scored.conversations], [c[:-1] for c in scored.conversations],
-                                            max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature, progress=True)
+                                            think=True, max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature,
+                                            progress=True)
                 scored.answers[name] = [a.answer for a in answered]
+                scored.reasoned[name] = [bool(a.thinking.strip()) for a in answered]
                 scored.stopped[name] = [a.finish_reason == "stop" for a in answered]
             mcq_raw[name] = [_score_mcq(generator, cfg, items) for _, items in benches]
             if safety_items is not None:
@@ -130,6 +132,8 @@ class Scored:
     losses: dict = field(default_factory=dict)
     answers: dict = field(default_factory=dict)
     stopped: dict = field(default_factory=dict)
+    reasoned: dict = field(default_factory=dict)
+    """Per model, per generated answer: whether it wrote a non-empty <think> section first."""
 
     @property
     def conversations(self) -> list[list[dict]]:
@@ -146,6 +150,9 @@ def score(s: Scored, cfg, templates) -> dict:
 
     per_item = {name: item_scores(s.losses[name], s.answers[name], s.references, cfg) for name in s.answers}
     _add_bertscore(per_item, s.answers, s.references, cfg)
+    if any(any(flags) for flags in s.reasoned.values()):  # a reasoning model: the share of answers that thought first
+        for name in per_item:
+            per_item[name]["reasoning"] = ([float(x) for x in s.reasoned[name]], None)
     names = [n for n in ("base", "finetuned") if n in per_item]
     summaries = {n: summarize(per_item[n], cfg) for n in names}
     return {

@@ -2,14 +2,19 @@
 
 Reasoning models write ``<think>…</think>`` before their answer. ``ThinkSplitter`` turns a stream
 of text pieces into ``("think", text)`` and ``("answer", text)`` pieces; ``split_think`` does the
-same for a whole text. The answer never contains the section or its tags.
+same for a whole text. The answer never contains the section or its tags, nor a mangled closing tag
+("</think-set>", or "</think" and a new line: written by a small tuned model).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_CLOSE_STEM = THINK_CLOSE[:-1]
+_MANGLED = 12
+_MANGLED_END = re.compile(rf"[^>\n<]{{0,{_MANGLED}}}>")
 
 
 class ThinkSplitter:
@@ -29,28 +34,39 @@ class ThinkSplitter:
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         buf = ""
-        for piece in self.pieces:
-            buf += piece
+        pieces = iter(self.pieces)
+        final = False
+        while not final:
+            piece = next(pieces, None)
+            final = piece is None
+            buf += piece or ""
             while buf:
-                tag = THINK_CLOSE if self.thinking else THINK_OPEN
-                at = buf.find(tag)
-                stray = -1 if self.thinking else buf.find(THINK_CLOSE)
-                if stray != -1 and (at == -1 or stray < at):  # "</think>" without "<think>": what came before was thinking
-                    self.think += self.answer + buf[:stray]
-                    self.answer, buf = "", buf[stray + len(THINK_CLOSE):].lstrip()
-                    continue
-                if at != -1:
+                if self.thinking:
+                    at, end = _close_tag(buf, final)
+                    if at is not None and end is None:  # '</think' whose end has not arrived yet
+                        yield from self._emit(buf[:at])
+                        buf = buf[at:]
+                        break
+                    tag_len = end - at if at is not None else 0
+                else:
+                    at, tag_len = buf.find(THINK_OPEN), len(THINK_OPEN)
+                    at = None if at == -1 else at
+                    stray = buf.find(THINK_CLOSE)
+                    if stray != -1 and (at is None or stray < at):  # "</think>" without "<think>": what came before was thinking
+                        self.think += self.answer + buf[:stray]
+                        self.answer, buf = "", buf[stray + len(THINK_CLOSE):].lstrip()
+                        continue
+                if at is not None:
                     yield from self._emit(buf[:at])
-                    buf = buf[at + len(tag):]
+                    buf = buf[at + tag_len:]
                     self.thinking = not self.thinking
                     if not self.thinking:
                         buf = buf.lstrip()
                     continue
-                keep = _partial_tag(buf)
+                keep = 0 if final else _partial_tag(buf)
                 yield from self._emit(buf[: len(buf) - keep])
                 buf = buf[len(buf) - keep:]
                 break
-        yield from self._emit(buf)
 
     def _emit(self, text: str) -> Iterator[tuple[str, str]]:
         if not text:
@@ -74,6 +90,22 @@ def _partial_tag(buf: str) -> int:
         if THINK_OPEN.startswith(tail) or THINK_CLOSE.startswith(tail):
             return n
     return 0
+
+
+def _close_tag(buf: str, final: bool) -> tuple[int | None, int | None]:
+    """Where the closing tag in ``buf`` starts and ends: ``(None, None)`` when there is none, ``(at, None)`` when
+    its end has not arrived yet. A small model sometimes mangles it ("</think-set>", "</think" and a new line):
+    '</think' ends at the first '>' within ``_MANGLED`` characters on its line, else right after '</think'."""
+    at = buf.find(_CLOSE_STEM)
+    if at == -1:
+        return None, None
+    rest = buf[at + len(_CLOSE_STEM):]
+    match = _MANGLED_END.match(rest)
+    if match:
+        return at, at + len(_CLOSE_STEM) + match.end()
+    if final or len(rest) > _MANGLED or "\n" in rest or "<" in rest:
+        return at, at + len(_CLOSE_STEM)
+    return at, None
 
 
 def split_think(text: str, thinking: bool = False) -> tuple[str, str]:

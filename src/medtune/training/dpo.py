@@ -9,7 +9,9 @@ reference. The reference is the model as training starts, and costs no second co
 * a stage after SFT (``lora.init_adapter``, ``stages: [..., {name: dpo, method: dpo}]``): TRL copies the
   SFT adapter into a frozen ``ref`` adapter, so DPO moves away from the SFT model, not from the base.
 
-The run directory, checkpoints, ``--resume``, history and manifest are the SFT ones (``train.train``).
+The run directory, checkpoints, ``--resume``, history and manifest are the SFT ones (``train.train``), and so
+is ``train.loss: chunked``: TRL's DPOTrainer asks for per-token log-probs with the same ``fused_lm_head`` call
+(policy and reference passes), which the chunked head answers on the answer tokens only.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ def dpo_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_recor
     train_ds = preference_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
     eval_pairs = [r for r in eval_records if r.rejected]
     eval_ds = preference_dataset(eval_pairs, cfg.data.template, cfg.data.system_prompt) if eval_pairs else None
-    trainer = trainer_class(DPOTrainer)(model=model, args=dpo_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+    cls = trainer_class(DPOTrainer, chunked_head=cfg.train.loss == "chunked")  # DPO's log-probs through the chunked head too
+    trainer = cls(model=model, args=dpo_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
+                  eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     return trainer, train_ds
 
 

@@ -168,9 +168,14 @@ def add_chunked_head(model, with_entropy: bool = False) -> bool:
             with_entropy=with_entropy)
         if not with_entropy:  # TRL's SFT trainer logs the entropy; medtune's trainer drops that metric
             entropy = torch.zeros_like(log_probs)
+        with torch.no_grad():  # DPO logs the mean logit: the mean over the vocabulary is one product with the mean row
+            mean_logits = hidden.to(head.weight.device) @ head.weight.mean(0).to(hidden.dtype)
+            if head.bias is not None:
+                mean_logits += head.bias.mean()
+            mean_logits = mean_logits * mask
         denominator = mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
         return FusedCausalLMOutput(loss=-log_probs.sum() / denominator, log_probs=log_probs, entropy=entropy,
-                                   is_top1=is_top1, label_mask=mask)
+                                   is_top1=is_top1, label_mask=mask, mean_logits=mean_logits)
 
     model.forward = types.MethodType(forward, model)
     return True
