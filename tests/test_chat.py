@@ -64,6 +64,11 @@ def test_a_mangled_closing_tag_still_ends_the_thinking(size):
         assert "".join(t for k, t in out if k == "answer") == "yes"
     # a '<' after '</think' is the next tag, not the end of this one
     assert split_think("<think>a</think<b>bold</b>") == ("a", "<b>bold</b>")
+    # what the tuned model also wrote: an empty section opened twice, closed, then a mangled close: no thinking at all
+    for size in (1, 4, 100):
+        text = "<think>\n\n<think>\n\n\n</think>\n</think\n\nyes"
+        s, _ = split([text[i : i + size] for i in range(0, len(text), size)])
+        assert (s.think.strip(), s.answer) == ("", "yes"), size
 
 
 def test_unfinished_think_is_never_an_answer():

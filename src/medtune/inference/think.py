@@ -41,20 +41,26 @@ class ThinkSplitter:
             final = piece is None
             buf += piece or ""
             while buf:
+                at, end = _close_tag(buf, final)
                 if self.thinking:
-                    at, end = _close_tag(buf, final)
+                    nested = buf.find(THINK_OPEN)
+                    if nested != -1 and (at is None or nested < at):  # a second '<think>' inside the section: not thinking
+                        buf = buf[:nested] + buf[nested + len(THINK_OPEN):]
+                        continue
                     if at is not None and end is None:  # '</think' whose end has not arrived yet
                         yield from self._emit(buf[:at])
                         buf = buf[at:]
                         break
                     tag_len = end - at if at is not None else 0
                 else:
+                    stray, stray_end = at, end
                     at, tag_len = buf.find(THINK_OPEN), len(THINK_OPEN)
                     at = None if at == -1 else at
-                    stray = buf.find(THINK_CLOSE)
-                    if stray != -1 and (at is None or stray < at):  # "</think>" without "<think>": what came before was thinking
+                    if stray is not None and (at is None or stray < at):  # a closing tag without '<think>': what came before was thinking
+                        if stray_end is None:
+                            break
                         self.think += self.answer + buf[:stray]
-                        self.answer, buf = "", buf[stray + len(THINK_CLOSE):].lstrip()
+                        self.answer, buf = "", buf[stray_end:].lstrip()
                         continue
                 if at is not None:
                     yield from self._emit(buf[:at])
