@@ -4,8 +4,10 @@ from __future__ import annotations
 
 METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rougeL", "bleu",
            "bertscore_precision", "bertscore_recall", "bertscore_f1", "reasoning")
-"""The order the evaluate stage computes and every report lists its metrics in. ``reasoning`` (share of answers
-that wrote a ``<think>`` section first) is there only when some model reasoned."""
+"""The order the evaluate stage computes and every report lists its metrics in."""
+CONDITIONAL = ("reasoning",)
+"""Metrics a report has only when they apply: ``reasoning`` (the share of answers that wrote a non-empty
+``<think>`` section first) when some model reasoned."""
 LOWER_IS_BETTER_WORDS = ("loss", "perplexity")
 
 
