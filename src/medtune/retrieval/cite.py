@@ -18,10 +18,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
-CITATION = re.compile(r"\s?\[(\d+(?:\s*,\s*\d+)*)\]")
+_MARKER = r"\[(\d+(?:\s*,\s*\d+)*)\]"
+CITATION = re.compile(rf"\s?{_MARKER}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]{3,}")
-_LEADING = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
+_LEADING = re.compile(rf"(?:\s*{_MARKER})+")
 _HOLD = 12
 """An open '[' is held back for at most this many characters while streaming."""
 _MIN_WORDS = 3
@@ -83,7 +84,7 @@ class Citations:
         words = _words(claim)
         if len(words) < _MIN_WORDS:
             return numbers
-        share = [sum(w in bag for w in words) / len(words) for bag in self.bags]
+        share = [_share(words, bag) for bag in self.bags]
         if any(share[n - 1] >= self.lexical for n in numbers):
             return numbers
         best = max(range(self.n), key=share.__getitem__)
@@ -124,6 +125,11 @@ def cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     return [(claim, numbers) for claim, numbers in out if numbers]
 
 
+def _share(words: list[str], bag: set[str]) -> float:
+    """The share of a sentence's content words that a passage holds (the lexical support test)."""
+    return sum(w in bag for w in words) / len(words) if words else 0.0
+
+
 def _numbers(text: str) -> list[int]:
     return [int(x) for m in CITATION.finditer(text) for x in re.split(r"\s*,\s*", m.group(1))]
 
@@ -146,8 +152,7 @@ def support(text: str, passages: Sequence[str], encoder=None, lexical: float = 0
     bags = [set(_words(p)) for p in passages]
 
     def holds(row: int, words: list[str], i: int) -> bool:
-        overlap = sum(w in bags[i] for w in words) / len(words) if words else 0.0
-        return overlap >= lexical or (sims is not None and sims[row, i] >= cosine)
+        return _share(words, bags[i]) >= lexical or (sims is not None and sims[row, i] >= cosine)
 
     supported = in_document = 0
     for row, (claim, nums) in enumerate(claims):
