@@ -122,3 +122,36 @@ def test_external_set_gets_its_own_section_and_degeneration(trained_run, tmp_pat
     answers = [json.loads(line) for line in (copy.eval / "answers_outside.jsonl").read_text().splitlines()]
     assert [a["question"] for a in answers] == [r["question"] for r in rows[1:]] and all("base" in a for a in answers)
     assert "## Set: outside" in (copy.eval / "report.md").read_text() and "Set: outside" in (copy.eval / "report.html").read_text()
+
+
+def test_grounded_eval_answers_from_the_index_it_builds(trained_run, tmp_path):
+    """`eval.grounded`: base and tuned answer the held-out questions from retrieved passages (the index is built
+    from retrieval.sources when it is missing); the scored text has no citation markers or Sources list, and
+    without an index the setting is an error, not a silent ungrounded eval."""
+    from medtune.core.config import IndexSourceConfig, dump_config
+    from medtune.core.rundir import RunDir
+    from medtune.evaluate.run import evaluate
+    from medtune.retrieval.cite import CITATION
+
+    cfg, run, _, _ = trained_run
+    copy = RunDir(tmp_path / "copy")
+    for part in ("data", "adapter", "logs"):
+        shutil.copytree(run.path / part, copy.path / part)
+    cfg = cfg.model_copy(deep=True)
+    cfg.output_dir, cfg.name, cfg.eval.bootstrap_samples, cfg.eval.grounded = str(tmp_path), "copy", 50, True
+    dump_config(cfg, copy.config)
+    with pytest.raises(ValueError, match="eval.grounded"):
+        evaluate(cfg, copy)
+    cfg.retrieval.index = str(tmp_path / "idx")
+    cfg.retrieval.threshold = -1.0  # every question finds passages
+    fixture = REPO / "tests/fixtures/qa_small.jsonl"
+    cfg.retrieval.sources = [IndexSourceConfig(path=str(fixture), kind="rows", text="answer", title="question")]
+    report = evaluate(cfg, copy)
+
+    assert (tmp_path / "idx" / "manifest.json").exists() and report["grounded"]["not_found_rate"] == 0
+    plain = [json.loads(line) for line in (run.eval / "answers.jsonl").read_text().splitlines()]
+    grounded = [json.loads(line) for line in (copy.eval / "answers.jsonl").read_text().splitlines()]
+    assert [a["question"] for a in grounded] == [a["question"] for a in plain]
+    texts = [a[m] for a in grounded for m in ("base", "finetuned")]
+    assert all("Sources:" not in t and not CITATION.search(t) for t in texts)
+    assert texts != [a[m] for a in plain for m in ("base", "finetuned")]  # the passages changed the answers

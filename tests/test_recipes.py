@@ -56,6 +56,11 @@ def test_recipe_hyperparameters():
     assert grounded.data.template == "rag" and grounded.retrieval.sources[0].kind == "medquad"
     sweep = load_config(RECIPES / "sweep_tinyllama.yaml").sweep
     assert set(sweep.grid) == {"train.learning_rate", "lora.r", "train.batch_size", "train.epochs"}
+    quality = load_config(REPO / "configs" / "quality.yaml")  # the held-out source is never trained on, and is in the index
+    held_out = "medquad/5_NIDDK_QA"
+    assert not any(held_out in src.path for src in quality.data.sources) and quality.data.holdout_source is None
+    assert [s.path.endswith(held_out) for s in quality.eval.sets] == [True] and quality.eval.grounded
+    assert any(src.path.endswith(held_out) for src in quality.retrieval.sources) and quality.data.template == "rag"
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -7,7 +7,7 @@ import pytest
 from helpers import REPO, tiny_overrides
 
 from medtune.core.config import ConfigError, load_config
-from medtune.training.sweep import points, run_sweep, summarise
+from medtune.training.sweep import points, run_sweep, summarise, summary_markdown
 
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 
@@ -36,8 +36,17 @@ def test_summary_mean_ci_and_direction(tmp_path):
     cell = summary["points"][0]["metrics"]["rougeL"]
     assert cell["mean"] == pytest.approx(0.15) and cell["n"] == 2
     assert cell["ci95"] == pytest.approx(12.706 * 0.0707107 / 2**0.5, rel=1e-3)  # t(0.975, 1) · sd / √n
+    # point 1 against the best: 0.06 - 0.15 = -0.09; pooled seed sd sqrt((0.0707^2 + 0.0141^2) / 2) = 0.051 → within 2 sd
+    vs = summary["points"][1]["vs_best"]
+    assert vs["difference"] == pytest.approx(-0.09) and vs["sd"] == pytest.approx(0.05099, rel=1e-3) and vs["beyond_noise"] is False
+    assert summary["points"][0]["vs_best"] is None
     by_loss = load_config(None, tiny_overrides(tmp_path) + ["sweep={grid: {lora.r: [4, 8]}, seeds: [1, 2]}"])
-    assert summarise(by_loss, points(by_loss), rows)["best"] == 1, "eval_loss: lower is better"
+    loss_summary = summarise(by_loss, points(by_loss), rows)
+    assert loss_summary["best"] == 1, "eval_loss: lower is better"
+    vs = loss_summary["points"][0]["vs_best"]  # 2.1 - 1.1 = 1.0 against a seed sd of 0.141: beyond the noise
+    assert vs["difference"] == pytest.approx(1.0) and vs["beyond_noise"] is True
+    md = summary_markdown(loss_summary)
+    assert "+1 (beyond seed noise)" in md and "1 of 1 other points differ from the best" in md
 
 
 @pytest.mark.slow

@@ -99,3 +99,7 @@ def test_rag_template_gold_among_distractors_or_distractors_only():
         for claim, number in cited:
             assert number in own and claim in passages[number][1]
     assert 0 < kinds["not found"] < len(rows) / 2 and all(kinds.values()), kinds
+    none = examples_dataset(records, "rag", SYSTEM, not_found_share=0.0).to_list()  # data.rag_not_found_share: 0
+    assert not any(row["completion"][0]["content"] == NOT_FOUND for row in none)
+    every = examples_dataset(records, "rag", SYSTEM, not_found_share=1.0).to_list()
+    assert all(row["completion"][0]["content"] == NOT_FOUND for row in every)

@@ -36,10 +36,12 @@ def with_reasoning(answer: str, reasoning: str | None) -> str:
     return f"<think>\n{reasoning.strip()}\n</think>\n\n{answer}" if reasoning else answer
 
 
-def to_example(record: Record, template: str, system_prompt: str | None, pool: Sequence[Record] = ()) -> dict:
-    """One prompt–completion training example (``pool``: the records that give the rag template its distractors)."""
+def to_example(record: Record, template: str, system_prompt: str | None, pool: Sequence[Record] = (),
+               not_found_share: float | None = None) -> dict:
+    """One prompt–completion training example (``pool``: the records that give the rag template its distractors;
+    ``not_found_share``: its share of distractor-only examples, ``RAG_NOT_FOUND_SHARE`` when None)."""
     if template == "rag":
-        return rag_example(record, system_prompt, pool)
+        return rag_example(record, system_prompt, pool, not_found_share)
     turns = record.dialogue()
     if not turns or turns[-1]["role"] != "assistant":
         raise ValueError(f"record {record.id}: the last turn must be the assistant's")
@@ -71,11 +73,11 @@ def prompt_text(tokenizer, messages: list[dict[str, str]], template: str, system
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def examples_dataset(records: list[Record], template: str, system_prompt: str | None):
+def examples_dataset(records: list[Record], template: str, system_prompt: str | None, not_found_share: float | None = None):
     """A ``datasets.Dataset`` of prompt–completion examples, as TRL's SFTTrainer takes them."""
     from datasets import Dataset
 
-    return Dataset.from_list([to_example(r, template, system_prompt, records) for r in records])
+    return Dataset.from_list([to_example(r, template, system_prompt, records, not_found_share) for r in records])
 
 
 def to_preference_example(record: Record, template: str, system_prompt: str | None) -> dict:
@@ -102,7 +104,7 @@ def preference_dataset(records: list[Record], template: str, system_prompt: str 
 RAG_PASSAGES = 3
 """Passages in a rag prompt (``retrieval.k``'s default): the gold one(s) and distractors."""
 RAG_NOT_FOUND_SHARE = 0.2
-"""Share of rag examples with distractors only, whose target is the not-found sentence."""
+"""Share of rag examples with distractors only, whose target is the not-found sentence (``data.rag_not_found_share``'s default)."""
 RAG_SPLIT_SHARE = 0.5
 """Share of the other examples whose gold text comes as two passages, as an index cuts a long answer."""
 RAG_PASSAGE_WORDS = 120
@@ -110,7 +112,7 @@ RAG_PASSAGE_WORDS = 120
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def rag_example(record: Record, system_prompt: str | None, pool: Sequence[Record] = ()) -> dict:
+def rag_example(record: Record, system_prompt: str | None, pool: Sequence[Record] = (), not_found_share: float | None = None) -> dict:
     """A grounded training example: the record's own text among distractors, or distractors only.
 
     The gold text is the record's answer cut to whole sentences within ``RAG_PASSAGE_WORDS``
@@ -119,7 +121,7 @@ def rag_example(record: Record, system_prompt: str | None, pool: Sequence[Record
     The passages are shuffled and the target is the gold sentences in their order, each citing the passage
     it comes from (``cite_sentences``), so the model learns to cite the number that holds the sentence, not
     the first one. Distractors are the passages of other records with another title. In
-    ``RAG_NOT_FOUND_SHARE`` of the examples the gold text is left out and the target is ``NOT_FOUND``.
+    ``not_found_share`` (``RAG_NOT_FOUND_SHARE``) of the examples the gold text is left out and the target is ``NOT_FOUND``.
     Choices are seeded by the record id, so the same records always give the same examples.
     """
     rng = random.Random(int(hashlib.sha256(record.id.encode()).hexdigest()[:16], 16))
@@ -130,7 +132,8 @@ def rag_example(record: Record, system_prompt: str | None, pool: Sequence[Record
             passage = rag_passage(r)
             if passage["title"] != gold["title"] and passage["title"] not in (d["title"] for d in distractors):
                 distractors.append(passage)
-    if distractors and rng.random() < RAG_NOT_FOUND_SHARE:
+    share = RAG_NOT_FOUND_SHARE if not_found_share is None else not_found_share
+    if distractors and rng.random() < share:
         passages, answer = distractors, NOT_FOUND
     else:
         sentences = _SENTENCE_END.split(gold["text"])

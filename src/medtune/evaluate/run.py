@@ -17,6 +17,8 @@ For each model:
 6. with an index (``retrieval.index``, ``medtune eval --index``): the tuned model's answers with and
    without retrieval on the same held-out items (``grounded.py``: ROUGE-L/BERTScore with paired intervals,
    not-found rate, citation checks) under ``report["grounded"]``, answers in ``grounded_answers.jsonl``.
+   With ``eval.grounded`` the answers of steps 2-4 themselves come from the retrieved passages, for base and
+   tuned alike (the grounded assistant's answer path; citation markers and Sources list not scored).
 
 The base model is the tuned model with its adapter switched off, so both share one loaded base.
 Every metric gets a bootstrap 95% interval and the base→tuned difference a paired-bootstrap one
@@ -49,6 +51,7 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
     """Base vs tuned on the held-out split, then on every set of ``eval.sets`` and ``sets`` (``report["sets"]``)."""
     from contextlib import nullcontext
 
+    from medtune.evaluate.grounded import scored_text
     from medtune.evaluate.loss import item_losses
     from medtune.inference.loading import load_generator
     from medtune.inference.responder import Responder
@@ -56,9 +59,11 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
     records = read_jsonl(run.data / "eval.jsonl")
     if not records:
         raise ValueError(f"{run.data / 'eval.jsonl'}: no held-out records to evaluate (data.eval_fraction is 0?)")
+    retriever = _retriever(cfg)  # before the model: a missing index fails fast
     generator, _ = load_generator(str(run.path), quantization="none" if cfg.eval.base_precision == "full" else None)
     model = generator.model
-    raw = Responder(generator, cfg, guardrails=False, retriever=False)  # the model's answers as they are, less any <think> section
+    # the model's answers as they are, less any <think> section (with eval.grounded, from the retrieved passages)
+    raw = Responder(generator, cfg, guardrails=False, retriever=retriever if cfg.eval.grounded else False)
     train = read_jsonl(run.data / "train.jsonl") if (run.data / "train.jsonl").exists() else []
     held = Scored("held-out", records, records[: cfg.eval.max_samples] if cfg.eval.max_samples else records)
     externals = []
@@ -81,7 +86,7 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
                 answered = raw.answer_batch([c[-1]["content"] for c in scored.conversations], [c[:-1] for c in scored.conversations],
                                             think=True, max_new_tokens=cfg.eval.max_new_tokens, temperature=cfg.eval.temperature,
                                             progress=True)
-                scored.answers[name] = [a.answer for a in answered]
+                scored.answers[name] = [scored_text(a) for a in answered] if cfg.eval.grounded else [a.answer for a in answered]
                 scored.reasoned[name] = [bool(a.thinking.strip()) for a in answered]
                 scored.stopped[name] = [a.finish_reason == "stop" for a in answered]
             mcq_raw[name] = [_score_mcq(generator, cfg, items) for _, items in benches]
@@ -110,7 +115,7 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
     for i, (bench, _) in enumerate(benches):
         report["mcq"][bench.name] = _mcq_entry({n: mcq_raw[n][i] for n in names}, cfg)
     if cfg.retrieval.index:
-        report["grounded"] = _grounded(generator, cfg, run, held.conversations, held.references)
+        report["grounded"] = _grounded(generator, cfg, run, held.conversations, held.references, retriever)
     report["seconds"] = round(time.time() - start, 1)
     write_report(run, report, held.gen_records, held.references, held.answers,
                  {x.name: (x.gen_records, x.references, x.answers) for x in externals})
@@ -205,7 +210,7 @@ def _loss_trainer(cfg, run, generator, records):
     from medtune.data.templates import examples_dataset
     from medtune.evaluate.loss import loss_trainer
 
-    dataset = examples_dataset(records, cfg.data.template, cfg.data.system_prompt)
+    dataset = examples_dataset(records, cfg.data.template, cfg.data.system_prompt, cfg.data.rag_not_found_share)
     return loss_trainer(cfg, run, generator.model, generator.tokenizer, dataset)
 
 
@@ -272,13 +277,31 @@ def differences(base: dict, tuned: dict, cfg) -> dict[str, dict]:
     return out
 
 
-def _grounded(generator, cfg, run: RunDir, conversations: list[list[dict]], references: list[str]) -> dict:
+def _retriever(cfg):
+    """The retriever over ``retrieval.index`` (None without one; ``eval.grounded`` needs one), built first from
+    ``retrieval.sources`` when the directory holds no index yet (``medtune index CONFIG --out`` does the same)."""
+    if not cfg.retrieval.index:
+        if cfg.eval.grounded:
+            raise ValueError("eval.grounded: true needs an index to answer from (retrieval.index, or medtune eval --index)")
+        return None
+    from pathlib import Path
+
+    from medtune.retrieval import Retriever
+    from medtune.retrieval.index import Index
+
+    if cfg.retrieval.sources and not (Path(cfg.retrieval.index) / "manifest.json").exists():
+        log.info("building the index %s from retrieval.sources (%d)", cfg.retrieval.index, len(cfg.retrieval.sources))
+        Index.build(cfg.retrieval.index, cfg.retrieval.sources, cfg.retrieval, progress=True).close()
+    return Retriever(cfg.retrieval)
+
+
+def _grounded(generator, cfg, run: RunDir, conversations: list[list[dict]], references: list[str], retriever) -> dict:
     """The tuned model with vs without retrieval on the held-out questions; the per-item answers go to a file."""
     import json
 
     from medtune.evaluate.grounded import compare_grounding
 
-    result = compare_grounding(generator, cfg, [c[-1]["content"] for c in conversations], references, progress=True)
+    result = compare_grounding(generator, cfg, [c[-1]["content"] for c in conversations], references, retriever, progress=True)
     run.eval.mkdir(parents=True, exist_ok=True)
     write_text(run.eval / "grounded_answers.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in result.pop("answers")))
     return {**result, "index": cfg.retrieval.index}

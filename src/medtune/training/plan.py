@@ -192,7 +192,7 @@ def data_plan(cfg: RunConfig, tokenizer, replay_estimates: dict[str, int]) -> di
     estimate -= min(round(estimate * cfg.data.eval_fraction), cfg.data.eval_max or estimate)  # the held-out split
     lengths, how = [], "none (no local records)"
     if sample:
-        examples = [to_example(r, cfg.data.template, cfg.data.system_prompt) for r in sample]
+        examples = [to_example(r, cfg.data.template, cfg.data.system_prompt, sample, cfg.data.rag_not_found_share) for r in sample]
         if tokenizer is not None:
             lengths = [_tokens(tokenizer, ex) for ex in examples]
             how = f"tokenizer, {len(lengths)} examples"

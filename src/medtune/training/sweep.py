@@ -7,8 +7,13 @@ ordinary run directory under ``output_dir/name/points/`` (prepare → train → 
 data section is the same share one prepared data set (copied, so every run stays self-describing).
 
 Written to ``output_dir/name/``: ``sweep.csv`` (one row per run), ``sweep.md`` and ``sweep.json``
-(per point: mean and 95% confidence half-width across seeds, Student's t), ``sweep.png`` (bars with
-those intervals) and ``best_config.yaml`` (the best point's resolved config, without the sweep).
+(per point: mean and 95% confidence half-width across seeds, Student's t; and whether the point differs
+from the best beyond seed noise), ``sweep.png`` (bars with those intervals) and ``best_config.yaml``
+(the best point's resolved config, without the sweep).
+
+Seed noise: a point differs from the best when the difference of their means on ``sweep.metric`` is more
+than ``SPREAD_FACTOR`` (2) × the seeds' standard deviation (pooled over the two points), the rule
+``seeds.md`` applies to base → tuned; it needs two seeds or more per point.
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
                 continue
             mean = statistics.fmean(values)
             ci = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
-            cells[m] = {"mean": mean, "ci95": ci, "n": len(values)}
+            cells[m] = {"mean": mean, "ci95": ci, "sd": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
         per_point.append({"point": i, "label": _label(point), "values": point, "metrics": cells})
     metric = cfg.sweep.metric
     scored = [p for p in per_point if metric in p["metrics"]]
@@ -122,8 +127,21 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
         raise ValueError(f"sweep.metric: no run reported '{metric}' (have: {', '.join(metrics)})")
     lower = sweep_lower_is_better(cfg, metric)
     best = (min if lower else max)(scored, key=lambda p: p["metrics"][metric]["mean"])
+    for p in scored:
+        p["vs_best"] = None if p is best else versus(p["metrics"][metric], best["metrics"][metric])
     return {"metric": metric, "lower_is_better": lower, "metrics": metrics, "points": per_point, "best": best["point"],
             "best_values": best["values"], "seeds": cfg.sweep.seeds}
+
+
+def versus(point: dict, best: dict) -> dict:
+    """``{difference, sd, beyond_noise}`` of a point's mean against the best's (``beyond_noise`` None below two seeds)."""
+    from medtune.training.seeds import SPREAD_FACTOR
+
+    diff = point["mean"] - best["mean"]
+    if point["sd"] is None or best["sd"] is None:
+        return {"difference": diff, "sd": None, "beyond_noise": None}
+    sd = math.sqrt((point["sd"] ** 2 + best["sd"] ** 2) / 2)
+    return {"difference": diff, "sd": sd, "beyond_noise": abs(diff) > SPREAD_FACTOR * sd}
 
 
 def write_outputs(cfg: RunConfig, out: Path, rows: list[dict], summary: dict) -> None:
@@ -156,10 +174,29 @@ def summary_markdown(summary: dict) -> str:
     ms = summary["metrics"]
     lines = ["# Sweep", "", f"Best point by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better): "
              f"**{summary['points'][summary['best']]['label']}**. Cells: mean ± 95% CI half-width across seeds (Student's t).", ""]
-    rows = [[p["label"] + (" **(best)**" if p["point"] == summary["best"] else ""), *(cell(p["metrics"].get(m)) for m in ms)]
-            for p in summary["points"]]
-    lines.append(tabulate(rows, headers=["point", *ms], tablefmt="github", disable_numparse=True))
+    rows = [[p["label"] + (" **(best)**" if p["point"] == summary["best"] else ""), *(cell(p["metrics"].get(m)) for m in ms),
+             _versus_cell(p.get("vs_best"))] for p in summary["points"]]
+    lines.append(tabulate(rows, headers=["point", *ms, f"{summary['metric']} vs best"], tablefmt="github", disable_numparse=True))
+    verdicts = [p["vs_best"]["beyond_noise"] for p in summary["points"] if p.get("vs_best")]
+    if verdicts and None not in verdicts:
+        beyond = sum(verdicts)
+        within = "" if beyond == len(verdicts) else "; the others are within it"
+        lines += ["", f"{beyond} of {len(verdicts)} other points differ from the best by more than {_factor()}× the seeds' standard "
+                      f"deviation on {summary['metric']} (beyond seed noise){within}."]
     return "\n".join(lines) + "\n"
+
+
+def _versus_cell(v: dict | None) -> str:
+    if v is None:
+        return "–"
+    noise = {True: "beyond seed noise", False: "within seed noise", None: "one seed"}[v["beyond_noise"]]
+    return f"{v['difference']:+.4g} ({noise})"
+
+
+def _factor() -> str:
+    from medtune.training.seeds import SPREAD_FACTOR
+
+    return f"{SPREAD_FACTOR:g}"
 
 
 def plot(summary: dict, path: Path) -> None:

@@ -221,8 +221,9 @@ def build_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_rec
         from medtune.training.dpo import dpo_trainer
 
         return dpo_trainer(cfg, run, model, tokenizer, lora, train_records, eval_records, callbacks)
-    train_ds = examples_dataset(train_records, cfg.data.template, cfg.data.system_prompt)
-    eval_ds = examples_dataset(eval_records, cfg.data.template, cfg.data.system_prompt) if eval_records else None
+    template = (cfg.data.template, cfg.data.system_prompt, cfg.data.rag_not_found_share)
+    train_ds = examples_dataset(train_records, *template)
+    eval_ds = examples_dataset(eval_records, *template) if eval_records else None
     cls = trainer_class(SFTTrainer, chunked_head=cfg.train.loss == "chunked")
     trainer = cls(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
                   eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)

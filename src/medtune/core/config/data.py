@@ -59,6 +59,10 @@ class DataConfig(Section):
     template: Literal["chat", "alpaca", "reasoning", "rag"] = "chat"
     """'chat' = the model's own chat template; 'alpaca' = ### System/Instruction/Response; 'reasoning' = chat with <think>;
     'rag' = chat with numbered passages (gold + distractors, sometimes distractors only) in the prompt, answers citing them."""
+    rag_not_found_share: float = Field(0.2, ge=0, le=1)
+    """rag template: share of examples whose passages are distractors only and whose target is the not-found sentence.
+    A small model says it at about this rate whether or not the passages answer; 0 leaves "not found" to the
+    retriever's threshold (retrieval.threshold)."""
     eval_fraction: float = Field(0.1, ge=0, lt=1)
     """Share of records held out for evaluation (stable hash of the record id)."""
     eval_max: int | None = Field(None, gt=0)

@@ -63,6 +63,11 @@ class EvalConfig(Section):
     """Evaluation decoding temperature (0 = greedy, reproducible)."""
     compare_base: bool = True
     """Also evaluate the base model on the same items."""
+    grounded: bool = False
+    """Answer the scored questions (held-out split and every set) with retrieval from retrieval.index, base and tuned
+    alike, as the grounded assistant answers; the scored text leaves out citation markers and the Sources list.
+    Loss and perplexity are unchanged: the run's template (rag: the record's own text among distractors), not the
+    retrieved passages. False = the model's answers without retrieval."""
     base_precision: Literal["as_trained", "full"] = "as_trained"
     """'as_trained' = the base as it was trained on (4-bit for QLoRA); 'full' = the de-quantized base in
     model.dtype with the adapter on top, as the exported merged model runs (much faster on a CPU,
