@@ -11,9 +11,10 @@ from medtune.core.config import load_config
 from medtune.core.models import load_model, load_tokenizer
 from medtune.core.rundir import RunDir
 from medtune.data.records import Record
+from medtune.data.templates import examples_dataset
 from medtune.training.checkpoints import trainer_class
 from medtune.training.loss import LabelLogProbs
-from medtune.training.train import examples_dataset, keep_adapter_fp32, peft_config, sft_config
+from medtune.training.train import keep_adapter_fp32, peft_config, sft_config
 
 QA = [
     ("What is a fever?", "A fever is a body temperature above the normal range, usually above 38 C."),

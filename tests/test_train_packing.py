@@ -9,7 +9,8 @@ import torch
 from medtune.core.config import load_config
 from medtune.core.rundir import RunDir
 from medtune.data.records import Record
-from medtune.training.train import examples_dataset, examples_in, peft_config, sft_config
+from medtune.data.templates import examples_dataset
+from medtune.training.train import examples_in, peft_config, sft_config
 
 QA = [
     ("What is a fever?", "A fever is a body temperature above the normal range, usually above 38 C."),

@@ -26,6 +26,7 @@ import random
 import re
 from collections.abc import Sequence
 
+from medtune.core.config import DataConfig
 from medtune.data.grounding import NOT_FOUND, grounded_system
 from medtune.data.records import Record
 
@@ -80,6 +81,11 @@ def examples_dataset(records: list[Record], template: str, system_prompt: str | 
     return Dataset.from_list([to_example(r, template, system_prompt, records, not_found_share) for r in records])
 
 
+def data_examples(records: list[Record], data: DataConfig):
+    """``examples_dataset`` as a run's data section says: its template, system prompt and rag not-found share."""
+    return examples_dataset(records, data.template, data.system_prompt, data.rag_not_found_share)
+
+
 def to_preference_example(record: Record, template: str, system_prompt: str | None) -> dict:
     """One TRL preference example: the prompt as in ``to_example``, the chosen answer (the record's last
     turn) and the rejected one (``record.rejected``). DPOTrainer scores both continuations of the same
@@ -103,7 +109,7 @@ def preference_dataset(records: list[Record], template: str, system_prompt: str 
 
 RAG_PASSAGES = 3
 """Passages in a rag prompt (``retrieval.k``'s default): the gold one(s) and distractors."""
-RAG_NOT_FOUND_SHARE = 0.2
+RAG_NOT_FOUND_SHARE: float = DataConfig.model_fields["rag_not_found_share"].default
 """Share of rag examples with distractors only, whose target is the not-found sentence (``data.rag_not_found_share``'s default)."""
 RAG_SPLIT_SHARE = 0.5
 """Share of the other examples whose gold text comes as two passages, as an index cuts a long answer."""

@@ -207,11 +207,10 @@ def _templates(train: list[Record], cfg):
 
 
 def _loss_trainer(cfg, run, generator, records):
-    from medtune.data.templates import examples_dataset
+    from medtune.data.templates import data_examples
     from medtune.evaluate.loss import loss_trainer
 
-    dataset = examples_dataset(records, cfg.data.template, cfg.data.system_prompt, cfg.data.rag_not_found_share)
-    return loss_trainer(cfg, run, generator.model, generator.tokenizer, dataset)
+    return loss_trainer(cfg, run, generator.model, generator.tokenizer, data_examples(records, cfg.data))
 
 
 def item_scores(losses: list[dict], answers: list[str], references: list[str], cfg) -> dict[str, tuple[list[float], list[float] | None]]:

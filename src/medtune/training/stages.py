@@ -106,7 +106,7 @@ def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> 
     from trl import SFTTrainer
 
     from medtune.data.records import read_jsonl
-    from medtune.data.templates import examples_dataset
+    from medtune.data.templates import data_examples
     from medtune.inference.loading import load_generator
     from medtune.training.train import sft_config
 
@@ -120,7 +120,7 @@ def held_out_losses(stage: Stage, stages: list[Stage], adapter: bool = True) -> 
                 continue
             # the split as its own stage tokenized it (template, max_seq_length): a later stage may train on
             # shorter rows, and its limit would drop long earlier items (PubMedQA abstracts) altogether
-            dataset = examples_dataset(records, other.cfg.data.template, other.cfg.data.system_prompt, other.cfg.data.rag_not_found_share)
+            dataset = data_examples(records, other.cfg.data)
             args = sft_config(other.cfg, stage.run, has_eval=True)
             args.report_to, args.output_dir = [], str(stage.run.eval / "tmp")
             trainer = SFTTrainer(model=generator.model, args=args, train_dataset=dataset, eval_dataset=dataset,

@@ -36,6 +36,7 @@ from medtune.core.config import RunConfig, dump_config, point_config
 from medtune.core.rundir import RunDir
 from medtune.evaluate.metrics import lower_is_better
 from medtune.training.pipeline import Events, run_one
+from medtune.training.seeds import SPREAD_FACTOR
 from medtune.training.stages import report_metrics
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,9 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
             values = [r[m] for r in mine if m in r and r[m] is not None and not math.isnan(r[m])]
             if not values:
                 continue
-            mean = statistics.fmean(values)
-            ci = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
-            cells[m] = {"mean": mean, "ci95": ci, "sd": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+            sd = statistics.stdev(values) if len(values) > 1 else None
+            ci = stats.t.ppf(0.975, len(values) - 1) * sd / math.sqrt(len(values)) if sd is not None else None
+            cells[m] = {"mean": statistics.fmean(values), "ci95": ci, "sd": sd, "n": len(values)}
         per_point.append({"point": i, "label": _label(point), "values": point, "metrics": cells})
     metric = cfg.sweep.metric
     scored = [p for p in per_point if metric in p["metrics"]]
@@ -135,8 +136,6 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
 
 def versus(point: dict, best: dict) -> dict:
     """``{difference, sd, beyond_noise}`` of a point's mean against the best's (``beyond_noise`` None below two seeds)."""
-    from medtune.training.seeds import SPREAD_FACTOR
-
     diff = point["mean"] - best["mean"]
     if point["sd"] is None or best["sd"] is None:
         return {"difference": diff, "sd": None, "beyond_noise": None}
@@ -181,7 +180,7 @@ def summary_markdown(summary: dict) -> str:
     if verdicts and None not in verdicts:
         beyond = sum(verdicts)
         within = "" if beyond == len(verdicts) else "; the others are within it"
-        lines += ["", f"{beyond} of {len(verdicts)} other points differ from the best by more than {_factor()}× the seeds' standard "
+        lines += ["", f"{beyond} of {len(verdicts)} other points differ from the best by more than {SPREAD_FACTOR:g}× the seeds' standard "
                       f"deviation on {summary['metric']} (beyond seed noise){within}."]
     return "\n".join(lines) + "\n"
 
@@ -191,12 +190,6 @@ def _versus_cell(v: dict | None) -> str:
         return "–"
     noise = {True: "beyond seed noise", False: "within seed noise", None: "one seed"}[v["beyond_noise"]]
     return f"{v['difference']:+.4g} ({noise})"
-
-
-def _factor() -> str:
-    from medtune.training.seeds import SPREAD_FACTOR
-
-    return f"{SPREAD_FACTOR:g}"
 
 
 def plot(summary: dict, path: Path) -> None:

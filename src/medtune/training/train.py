@@ -21,7 +21,7 @@ from medtune.core.atomic import atomic_dir, atomic_path, write_json
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.data.records import read_jsonl
-from medtune.data.templates import examples_dataset
+from medtune.data.templates import data_examples
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,8 @@ def build_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_rec
         from medtune.training.dpo import dpo_trainer
 
         return dpo_trainer(cfg, run, model, tokenizer, lora, train_records, eval_records, callbacks)
-    template = (cfg.data.template, cfg.data.system_prompt, cfg.data.rag_not_found_share)
-    train_ds = examples_dataset(train_records, *template)
-    eval_ds = examples_dataset(eval_records, *template) if eval_records else None
+    train_ds = data_examples(train_records, cfg.data)
+    eval_ds = data_examples(eval_records, cfg.data) if eval_records else None
     cls = trainer_class(SFTTrainer, chunked_head=cfg.train.loss == "chunked")
     trainer = cls(model=model, args=sft_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
                   eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
