@@ -49,6 +49,15 @@ def test_exact_duplicates_up_to_case_whitespace_and_punctuation():
     assert result.by_source == {"exact_duplicate": {"a": 1, "b (dup of a)": 1}}
 
 
+def test_preference_pairs_that_reject_different_answers_are_not_duplicates():
+    # the safety pairs give one prompt and chosen answer two rejected answers (the model's own, and the template
+    # it is confused with): both are training pairs; the same pair twice is still a duplicate
+    records = [rec("own", rejected="Take 40 mg a day."), rec("vs-template", rejected="Call 911 now."),
+               rec("again", rejected="Call 911 now.")]
+    result = dedupe(records, near=False)
+    assert [r.id for r in result.records] == ["own", "vs-template"] and result.dropped == {"exact_duplicate": 1}
+
+
 def test_near_duplicates_are_dropped_and_distinct_texts_kept():
     words = ANSWER.split()
     one_word = " ".join(words[:30] + ["really"] + words[31:])  # one word changed: Jaccard of 5-gram shingles ~0.9

@@ -11,7 +11,7 @@ from medtune.core.config import load_config
 from medtune.data.sources import load_source
 from medtune.evaluate.safety import REFUSAL, load_suite, score_answer
 from medtune.guardrails.replies import emergency_reply, harmful_reply
-from medtune.training.safety_pairs import CLASSES, make_pairs, policy_prompts, write_pairs
+from medtune.training.safety_pairs import CLASSES, exemplar_prompts, make_pairs, policy_prompts, write_pairs
 
 
 def grams(text: str, n: int = 6) -> set[tuple[str, ...]]:
@@ -40,21 +40,36 @@ def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
     redteam = load_suite(BUILTIN_DIR / "redteam.jsonl")
     assert len(redteam) >= 60 and {i["category"] for i in redteam} == {*CLASSES, "benign"}
     held_out = set().union(*(grams(t) for t in suite + triage + [i["prompt"] for i in redteam]))
-    training = [p.text for p in policy_prompts(load_config(None, []))]
+    cfg = load_config(None, [])
+    exemplars, left_out = exemplar_prompts(cfg)
+    training = [p.text for p in policy_prompts(cfg) + exemplars]
     assert [t for t in training if grams(t) & held_out] == []
+    # the exemplars that share wording with an evaluation set are left out and counted, not lost (the generator splits
+    # "don't" into two words, so it finds a few more than this regex does)
+    rows = [json.loads(line) for line in (BUILTIN_DIR / "triage_exemplars.jsonl").read_text().splitlines() if line.strip()]
+    overlapping = [r for r in rows if grams(r["text"]) & held_out]
+    assert len(rows) - len(exemplars) == sum(left_out.values()) >= len(overlapping) > 0
     evals = set().union(*(grams(t) for t in suite + triage))
     assert [i["prompt"] for i in redteam if grams(i["prompt"]) & evals] == []
 
 
 def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
-    cfg = load_config(None, ["generation.max_new_tokens=12", "generation.temperature=0"])
+    cfg = load_config(None, ["generation.max_new_tokens=32", "generation.temperature=0"])  # a whole sentence for asthma
     prompts = [p for p in policy_prompts(cfg) if p.id in ("emergency-0-0", "harmful-0-0", "prescription-0-0")]
     benign = load_source("generic", str(BUILTIN_DIR / "starter.jsonl"))
+    exemplars = {p.text: p for p in exemplar_prompts(cfg)[0]}
+    prompts += [exemplars["what is asthma"], exemplars["how much morphine would kill a person"]]
     pairs, card = make_pairs(builtin_generator, cfg, benign, benign=2, prompts=prompts)
     # 3 model answers (kept unless already compliant) + harmful vs the emergency reply + prescription vs the harmful
-    # refusal + 2 benign
-    assert card["per_class"].get("benign") == 2 and card["pairs"] + sum(card["left_out"].values()) == 7
-    benign = [pair for pair in pairs if pair["category"] == "benign"]
+    # refusal + 2 benign; the exemplars: the benign one's own answer vs a template, the harmful one's model answer and
+    # its pair vs the emergency reply
+    assert card["pairs"] + sum(card["left_out"].values()) == 7 + 3
+    assert card["per_class"].get("benign") == 3 and card["kinds"]["benign exemplar vs a template"] == 1
+    asthma = next(pair for pair in pairs if pair["prompt"] == "what is asthma")
+    assert asthma["rejected"] == emergency_reply(cfg.guardrails.resources, "what is asthma")  # the first benign exemplar
+    assert asthma["chosen"][-1] in ".!?" and not REFUSAL.search(asthma["chosen"])  # the model's answer, whole sentences
+    assert any(p["id"].startswith("exemplar-harmful-") and p["id"].endswith("-vs-emergency") for p in pairs)
+    benign = [pair for pair in pairs if pair["category"] == "benign" and not pair["id"].startswith("exemplar-")]
     assert benign[1]["rejected"].endswith(benign[1]["chosen"]) and card["kinds"]["benign: refusal opening + answer rejected"] == 1
     vs = [pair for pair in pairs if pair["id"] == "harmful-0-0-vs-emergency"]
     assert len(vs) == 1 and vs[0]["rejected"] == emergency_reply(cfg.guardrails.resources, vs[0]["prompt"])
@@ -65,7 +80,8 @@ def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     assert not score_answer("prescription", rx[0]["rejected"], cfg.guardrails)[0]  # a harm refusal is no referral
     for pair in pairs:
         if pair["category"] == "benign":
-            assert REFUSAL.search(pair["rejected"]) and not REFUSAL.search(pair["chosen"])
+            assert not REFUSAL.search(pair["chosen"])
+            assert REFUSAL.search(pair["rejected"]) or pair["id"].startswith("exemplar-")
         elif pair["id"].endswith(("-vs-emergency", "-vs-harmful")):
             continue
         else:  # the model's own unguarded answer, which fails the policy the chosen answer meets

@@ -61,6 +61,11 @@ def eval_ngrams(eval_texts: Iterable[str], n: int = 13, min_words: int = 8) -> d
     return grams
 
 
+def overlaps(text: str, grams: dict[int, set[tuple[bytes, ...]]]) -> bool:
+    """Whether ``text`` shares an n-gram of ``eval_ngrams`` (or holds a short eval text whole)."""
+    return _overlaps(normalize(text), grams)
+
+
 def _overlaps(words: list[bytes], grams: dict[int, set[tuple[bytes, ...]]]) -> bool:
     return any(len(words) >= size and not known.isdisjoint(zip(*(words[i:] for i in range(size)))) for size, known in grams.items())
 

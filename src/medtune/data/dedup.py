@@ -1,6 +1,7 @@
 """Deduplication: exact duplicates, then near-duplicates (MinHash + LSH), within and across sources.
 
-Each record's text (question + answer; all turns for a dialogue) is normalised — lower case,
+Each record's text (question + answer; all turns for a dialogue; a preference pair's rejected answer
+too) is normalised — lower case,
 punctuation to spaces, whitespace collapsed — and the first record with a given text is kept.
 Near-duplicates are records whose word ``ngram``-shingle sets have an estimated Jaccard
 similarity ≥ ``threshold`` with an earlier kept record: candidates come from a datasketch
@@ -99,9 +100,10 @@ def _drop(result: StepResult, reason: str, dropped: Record, kept: Record) -> Non
 
 
 def dedup_text(r: Record) -> str:
-    if r.messages:
-        return "\n".join(m["content"] for m in r.messages)
-    return f"{r.question}\n{r.answer}"
+    """The text compared: every turn (or question and answer), and a preference pair's rejected answer, so
+    two pairs with one prompt and chosen answer that reject different answers are two pairs, not duplicates."""
+    text = "\n".join(m["content"] for m in r.messages) if r.messages else f"{r.question}\n{r.answer}"
+    return f"{text}\n{r.rejected}" if r.rejected else text
 
 
 def normalize(text: str) -> list[bytes]:

@@ -24,7 +24,17 @@ as harm: the next tuned model confused those). A model answer that already meets
 (``evaluate.safety.score_answer``) is no "rejected" answer: that pair is left out and counted.
 The benign pairs keep the tuned model from learning to refuse everything: every second one's
 rejected answer is a refusal opening followed by the helpful answer itself, and a share of the
-benign questions come in ``benign_frames`` (fiction, "hypothetically"), still answered. Writes
+benign questions come in ``benign_frames`` (fiction, "hypothetically"), still answered.
+
+The guardrails' labelled triage exemplars (``data/builtin/triage_exemplars.jsonl``, written as the
+semantic triage's examples, not as an evaluation set) add other people's wordings of each class:
+every exemplar of a policy class is a prompt with its class's chosen answer and is also paired
+against the template it is confused with (as the first framings above); every ``general`` exemplar
+is a benign pair whose chosen answer is the model's own (cut to whole sentences; left out if it
+refuses, repeats itself or is empty) and whose rejected answer is the emergency reply or the harmful
+refusal in turn -- the two templates tuned models sent benign questions to. An exemplar sharing a
+6-word run with an evaluation set (safety suite, red-team set, triage evaluation set) is left out
+and counted. Writes
 preference JSONL (``id, category, prompt, chosen, rejected``, read by the ``preference`` source
 adapter) and a data card (``<out>.card.json`` / ``.card.md``).
 """
@@ -45,7 +55,13 @@ from medtune.guardrails.replies import PRESCRIPTION_PREFIX, crisis_reply, emerge
 
 log = logging.getLogger(__name__)
 PROMPTS_PATH = BUILTIN_DIR / "safety_prompts.yaml"
+EXEMPLARS_PATH = BUILTIN_DIR / "triage_exemplars.jsonl"
+EVALUATION_SETS = {"safety_suite.jsonl": "prompt", "redteam.jsonl": "prompt", "triage_eval.jsonl": "text"}
+"""The built-in evaluation sets (file -> prompt field) that no training prompt may share a 6-word run with."""
 CLASSES = ("emergency", "crisis", "harmful", "prescription")
+PRESCRIPTION_GENERAL = ("A pharmacist can explain what a medicine is for, its common side effects and what not to take with it, "
+                        "and your doctor can decide whether it suits you and at what dose.")
+"""The dose-free general part of the chosen answer for a prescription ask that names no drug of ``info``."""
 
 
 @dataclass
@@ -54,13 +70,12 @@ class Prompt:
     category: str
     text: str
     chosen: str
+    """The policy's answer; empty for a benign exemplar (the model's own answer becomes it)."""
 
 
 def policy_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> list[Prompt]:
     """Every class's prompts with their policy-compliant answers (see the module docstring)."""
-    import yaml
-
-    spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    spec = _spec(path)
     region = cfg.guardrails.resources
     jailbreak = itertools.cycle(spec["jailbreak"]["frames"])
     out = []
@@ -77,29 +92,85 @@ def policy_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> list[Prompt]:
                               "Your doctor or pharmacist can tell you whether it suits you and the right dose.")
                 else:
                     text = frame.format(s=situation, s_lower=situation[0].lower() + situation[1:])
-                    chosen = {"emergency": lambda t: emergency_reply(region, t), "crisis": lambda t: crisis_reply(region),
-                              "harmful": lambda t: harmful_reply(region)}[category](text)
+                    chosen = _policy_answer(category, region, text)
                 out.append(Prompt(f"{category}-{i}-{j}", category, text, chosen))
             first = out[-k]  # this situation's first framing, asked inside a jailbreak frame (the frames in turn)
             out.append(Prompt(f"{category}-{i}-jb", category, next(jailbreak).format(s=first.text), first.chosen))
     return out
 
 
+def evaluation_grams(n: int = 6) -> dict:
+    """Every ``n``-word run of the built-in evaluation sets (``EVALUATION_SETS``)."""
+    from medtune.data.decontaminate import eval_ngrams
+
+    texts = [json.loads(line)[field] for name, field in EVALUATION_SETS.items()
+             for line in (BUILTIN_DIR / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return eval_ngrams(texts, n=n, min_words=n)
+
+
+def exemplar_prompts(cfg: RunConfig, path: Path = EXEMPLARS_PATH) -> tuple[list[Prompt], Counter]:
+    """``(prompts, left_out)``: the labelled triage exemplars as training prompts (module docstring); those
+    sharing a 6-word run with an evaluation set are left out and counted per class."""
+    from medtune.data.decontaminate import overlaps
+
+    spec_info = _spec()["prescription"]["info"]
+    region, held_out = cfg.guardrails.resources, evaluation_grams()
+    prompts, left_out = [], Counter()
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        text, category = row["text"], {"general": "benign"}.get(row["label"], row["label"])
+        if overlaps(text, held_out):
+            left_out[f"{category}: exemplar shares wording with an evaluation set"] += 1
+            continue
+        if category == "benign":
+            chosen = ""
+        elif category == "prescription":
+            drug = next((d for d in spec_info if d.lower() in text.lower()), None)
+            chosen = f"{PRESCRIPTION_PREFIX} {spec_info[drug] if drug else PRESCRIPTION_GENERAL}"
+            if drug:
+                chosen += " Your doctor or pharmacist can tell you whether it suits you and the right dose."
+        else:
+            chosen = _policy_answer(category, region, text)
+        prompts.append(Prompt(f"exemplar-{category}-{n}", category, text, chosen))
+    return prompts, left_out
+
+
+def _policy_answer(category: str, region, text: str) -> str:
+    return {"emergency": lambda: emergency_reply(region, text), "crisis": lambda: crisis_reply(region),
+            "harmful": lambda: harmful_reply(region)}[category]()
+
+
+def _spec(path: Path = PROMPTS_PATH) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def first_sentences(text: str, max_chars: int = 600, whole: bool = False) -> str:
+    """The first sentences of ``text`` up to ``max_chars`` (always the first); ``whole``: only sentences
+    that end on ``.!?`` (an answer cut off by ``max_new_tokens`` loses its last, unfinished one, and a
+    dangling list number)."""
+    import re
+
+    out = ""
+    for s in re.split(r"(?<=[.!?])\s+", text.strip()):
+        if (whole and not re.search(r"[.!?]$", s)) or (out and len(out) + len(s) > max_chars):
+            break
+        out = f"{out} {s}".strip()
+    return re.sub(r"\s*\b\d+\.$", "", out) if whole else out  # a list's next number, its item cut off
+
+
 def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600) -> list[tuple[Prompt, str]]:
     """``(prompt, rejected)`` for medical Q&A records: chosen = the record's answer (its first sentences up
     to ``max_answer_chars``); rejected = a needless refusal, or on every second pair a refusal opening
     followed by that same answer. Every ``benign_frames.every``-th question is asked in a benign frame."""
-    import re
-
     refusals, openings = spec["refusals"], spec["refusal_openings"]
     frames, every = spec["benign_frames"]["frames"], spec["benign_frames"]["every"]
     out = []
     for n, record in enumerate(records[:limit]):
-        sentences, answer = re.split(r"(?<=[.!?])\s+", record.answer.strip()), ""
-        for s in sentences:
-            if answer and len(answer) + len(s) > max_answer_chars:
-                break
-            answer = f"{answer} {s}".strip()
+        answer = first_sentences(record.answer, max_answer_chars)
         question = record.question.strip()
         if n % every == every - 1:
             question = frames[(n // every) % len(frames)].format(s=question, s_lower=question[0].lower() + question[1:])
@@ -109,32 +180,47 @@ def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600)
 
 
 def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, progress: bool = False,
-               prompts: list[Prompt] | None = None) -> tuple[list[dict], dict]:
-    """``(pairs, card)``: policy prompts (default: all of ``policy_prompts``) answered by the model alone
-    (rejected) plus ``benign`` benign pairs."""
-    import yaml
-
+               prompts: list[Prompt] | None = None, exemplars: bool = True) -> tuple[list[dict], dict]:
+    """``(pairs, card)``: policy prompts answered by the model alone (rejected; a benign exemplar's answer is
+    its chosen one) plus ``benign`` benign pairs from ``benign_records``. ``prompts`` default: all of
+    ``policy_prompts`` and, with ``exemplars``, ``exemplar_prompts`` (the card's ``exemplars_file`` says so)."""
+    from medtune.evaluate.degeneration import flags
     from medtune.evaluate.safety import score_answer
     from medtune.inference.responder import Responder
 
-    prompts = policy_prompts(cfg) if prompts is None else prompts
+    left_out = Counter()
+    if prompts is None:
+        prompts = policy_prompts(cfg)
+        if exemplars:
+            more, left_out = exemplar_prompts(cfg)
+            prompts += more
     raw = Responder(generator, cfg, guardrails=False).answer_batch([p.text for p in prompts], progress=progress)
-    pairs, left_out = [], Counter()
+    region, pairs, benign_exemplars = cfg.guardrails.resources, [], 0
     for p, answer in zip(prompts, raw, strict=True):
-        rejected = answer.answer.strip()
-        if not rejected or score_answer(p.category, rejected, cfg.guardrails)[0]:
-            left_out[f"{p.category}: model answer already meets the policy" if rejected else f"{p.category}: empty answer"] += 1
+        text = answer.answer.strip()
+        if p.category == "benign":  # an exemplar: its own helpful answer against a template it must not get
+            chosen = first_sentences(text, whole=True)
+            if not chosen or not score_answer("benign", chosen, cfg.guardrails)[0] or flags(chosen, None)["degenerate"]:
+                left_out["benign: exemplar answer refused, degenerate or empty"] += 1
+                continue
+            rejected = emergency_reply(region, p.text) if benign_exemplars % 2 == 0 else harmful_reply(region)
+            benign_exemplars += 1
+            pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": chosen, "rejected": rejected})
             continue
-        pairs.append({"id": p.id, "category": p.category, "prompt": p.text, "chosen": p.chosen, "rejected": rejected})
-    region = cfg.guardrails.resources
-    for p in prompts:  # once per situation, its first framing: the right template against the one a tuned model confused it with
-        if p.category == "harmful" and p.id.endswith("-0"):  # declined, not sent to the emergency number
+        if not text or score_answer(p.category, text, cfg.guardrails)[0]:
+            left_out[f"{p.category}: model answer already meets the policy" if text else f"{p.category}: empty answer"] += 1
+            continue
+        pairs.append({"id": p.id, "category": p.category, "prompt": p.text, "chosen": p.chosen, "rejected": text})
+    for p in prompts:  # each situation's first framing and each exemplar: the right template against the one a tuned model confused it with
+        if not p.id.endswith("-0") and not p.id.startswith("exemplar-"):
+            continue
+        if p.category == "harmful":  # declined, not sent to the emergency number
             pairs.append({"id": f"{p.id}-vs-emergency", "category": "harmful", "prompt": p.text, "chosen": p.chosen,
                           "rejected": emergency_reply(region, p.text)})
-        if p.category == "prescription" and p.id.endswith("-0"):  # referred to a prescriber, not refused as harm
+        if p.category == "prescription":  # referred to a prescriber, not refused as harm
             pairs.append({"id": f"{p.id}-vs-harmful", "category": "prescription", "prompt": p.text, "chosen": p.chosen,
                           "rejected": harmful_reply(region)})
-    spec = yaml.safe_load(PROMPTS_PATH.read_text(encoding="utf-8"))
+    spec = _spec()
     for p, rejected in benign_prompts(benign_records, spec, benign):
         pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": p.chosen, "rejected": rejected})
     counts, g = Counter(pair["category"] for pair in pairs), cfg.generation
@@ -145,17 +231,21 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
                   "harmful vs the emergency reply": sum(pair["id"].endswith("-vs-emergency") for pair in pairs),
                   "prescription vs the harmful refusal": sum(pair["id"].endswith("-vs-harmful") for pair in pairs),
                   "benign: refusal opening + answer rejected": sum(
-                      pair["category"] == "benign" and pair["rejected"].endswith(pair["chosen"]) for pair in pairs)},
+                      pair["category"] == "benign" and pair["rejected"].endswith(pair["chosen"]) for pair in pairs),
+                  "from the triage exemplars": sum(pair["id"].startswith("exemplar-") for pair in pairs),
+                  "benign exemplar vs a template": benign_exemplars},
         "left_out": dict(left_out),
         "region": cfg.guardrails.region,
         "prompts_file": PROMPTS_PATH.name,
+        "exemplars_file": EXEMPLARS_PATH.name if any(p.id.startswith("exemplar-") for p in prompts) else None,
         "rejected_from": f"{cfg.model.name} (quantization {cfg.model.quantization}) with the guardrails off (temperature "
                          f"{g.temperature}, top_p {g.top_p}, seed {g.seed}, repetition_penalty {g.repetition_penalty}, "
                          f"no_repeat_ngram_size {g.no_repeat_ngram_size}, penalize_prompt {g.penalize_prompt}, max_new_tokens "
                          f"{g.max_new_tokens}); harmful also: the emergency reply; prescription also: the harmful "
-                         "refusal; benign: a needless refusal, or a refusal opening + the answer",
+                         "refusal; benign: a needless refusal, or a refusal opening + the answer; benign exemplar: the emergency "
+                         "reply or the harmful refusal",
         "chosen_from": "guardrails.replies (emergency, crisis, harmful), PRESCRIPTION_PREFIX + dose-free drug information, "
-                       "benign: the Q&A record's reference answer",
+                       "benign: the Q&A record's reference answer; benign exemplar: the model's own answer (whole sentences)",
         "license": "Apache-2.0 (medtune authors); rejected answers generated by the base model (its licence applies)",
         "rejected_chars_mean": round(sum(len(p["rejected"]) for p in pairs) / max(len(pairs), 1), 1),
         "chosen_chars_mean": round(sum(len(p["chosen"]) for p in pairs) / max(len(pairs), 1), 1),
@@ -169,11 +259,12 @@ def write_pairs(pairs: list[dict], card: dict, out: Path) -> None:
     write_text(out, "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
     write_json(out.with_suffix(".card.json"), card, indent=2)
     lines = ["# Safety preference pairs", "", f"{card['pairs']} pairs; region {card['region']}.", "",
-             "| class | pairs | left out (model already compliant / empty) |", "|---|---|---|"]
+             "| class | pairs | left out |", "|---|---|---|"]
     for c in (*CLASSES, "benign"):
         gone = sum(n for k, n in card["left_out"].items() if k.startswith(c + ":"))
         lines.append(f"| {c} | {card['per_class'].get(c, 0)} | {gone} |")
-    lines += ["", *(f"- {kind}: {n}" for kind, n in card.get("kinds", {}).items()),
+    lines += ["", "Left out: " + ("; ".join(f"{why}: {n}" for why, n in sorted(card["left_out"].items())) or "none") + ".",
+              "", *(f"- {kind}: {n}" for kind, n in card.get("kinds", {}).items()),
               "", f"- chosen: {card['chosen_from']}", f"- rejected: {card['rejected_from']}",
               f"- mean length (chars): chosen {card['chosen_chars_mean']}, rejected {card['rejected_chars_mean']}",
               f"- licence: {card['license']}", ""]
