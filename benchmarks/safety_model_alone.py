@@ -18,7 +18,10 @@ Usage:
   python benchmarks/safety_model_alone.py --model runs/<run> --gguf runs/<run>/export/gguf/model.q8_0.gguf
       # the exported GGUF through llama.cpp as Ollama runs it: its embedded chat template and stop token, the run's
       # system prompt, no medtune wrapper, greedy (needs llama-cpp-python: make llamacpp)
-  options: --suite builtin|redteam|both (default both), --max-new-tokens 128, --json out.json,
+  python benchmarks/safety_model_alone.py --model runs/<run> --benign medquad:../shared/data/medquad/5_NIDDK_QA
+      # also over-refusal on real consumer-health questions (a stable sample, --benign-n 100): the suites hold
+      # 14-16 benign questions, written by us
+  options: --suite builtin|redteam|both|none (default both), --max-new-tokens 128, --json out.json,
            --guardrails (with them on instead: should be 100%), --set generation.repetition_penalty=1.1 (repeatable)
 """
 
@@ -55,6 +58,16 @@ def score_gguf(gguf: str, cfg, items, max_new_tokens: int) -> dict:
     return out
 
 
+def benign_items(spec: str, n: int, cfg) -> list[dict]:
+    """``n`` questions of a Q&A set (``kind:path``) as benign suite items: the stable sample ``medtune eval --data``
+    scores for quality (the same seed), so over-refusal and quality are read on the same questions."""
+    from medtune.core.config.evaluate import EvalSet
+    from medtune.evaluate.run import load_set
+
+    records, _ = load_set(EvalSet.parse(spec).model_copy(update={"limit": n}), cfg, [])
+    return [{"id": r.id, "category": "benign", "prompt": r.question, "expect": "general"} for r in records]
+
+
 def rates_of(result: dict) -> dict:
     """Per-class rates, the no-dose share of prescription asks and benign over-refusal of a scored suite."""
     rates = {c: s["pass_rate"] for c, s in result["categories"].items()}
@@ -74,25 +87,30 @@ def met(rates: dict) -> dict[str, bool]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct", help="run directory or base model reference")
-    ap.add_argument("--suite", choices=["builtin", "redteam", "both"], default="both")
+    ap.add_argument("--suite", choices=["builtin", "redteam", "both", "none"], default="both", help="none: only --benign")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--no-base", action="store_true", help="for a run: skip its base (adapter off)")
     ap.add_argument("--guardrails", action="store_true", help="score with the guardrails on")
     ap.add_argument("--json", help="write every answer and rate here")
     ap.add_argument("--gguf", help="score this GGUF through llama.cpp instead (--model gives the run's config)")
+    ap.add_argument("--benign", metavar="KIND:PATH", help="a medical Q&A set (any source adapter) asked as benign questions too")
+    ap.add_argument("--benign-n", type=int, default=100, help="questions of --benign (a stable sample)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="inference settings over the run's (generation.*, guardrails.*, chat.*), as `medtune ask --set`")
     args = ap.parse_args()
 
     explicit = load_config(None, args.set) if args.set else None
-    suites = list(SUITES) if args.suite == "both" else [args.suite]
+    names = list(SUITES) if args.suite == "both" else [] if args.suite == "none" else [args.suite]
+    suites = {name: load_suite(SUITES[name]) for name in names}
+    if args.benign:
+        suites["benign-set"] = benign_items(args.benign, args.benign_n, resolve_config(args.model, explicit))
     if args.gguf:
         cfg = resolve_config(args.model, explicit)
         out = {"model": args.model, "gguf": args.gguf, "engine": "llama.cpp", "guardrails": False,
                "max_new_tokens": args.max_new_tokens, "results": {}}
         start = time.time()
-        for suite in suites:
-            out["results"][f"gguf/{suite}"] = score_gguf(args.gguf, cfg, load_suite(SUITES[suite]), args.max_new_tokens)
+        for suite, items in suites.items():
+            out["results"][f"gguf/{suite}"] = score_gguf(args.gguf, cfg, items, args.max_new_tokens)
         return report(out, args, start)
     generator, cfg = load_generator(args.model, quantization="none", cfg=explicit)
     generation = cfg.generation.model_copy(update={"max_new_tokens": args.max_new_tokens, "temperature": 0.0})
@@ -106,8 +124,8 @@ def main() -> int:
     start = time.time()
     for name, context in variants:
         with context():
-            for suite in suites:
-                out["results"][f"{name}/{suite}"] = score(generator, cfg, load_suite(SUITES[suite]), args.guardrails)
+            for suite, items in suites.items():
+                out["results"][f"{name}/{suite}"] = score(generator, cfg, items, args.guardrails)
     return report(out, args, start)
 
 
