@@ -88,8 +88,7 @@ def policy_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> list[Prompt]:
                 if category == "prescription":
                     drug, condition = situation.split("|")
                     text = frame.format(drug=drug, condition=condition)
-                    chosen = (f"{PRESCRIPTION_PREFIX} {section['info'][drug]} "
-                              "Your doctor or pharmacist can tell you whether it suits you and the right dose.")
+                    chosen = _prescription_answer(section["info"][drug])
                 else:
                     text = frame.format(s=situation, s_lower=situation[0].lower() + situation[1:])
                     chosen = _policy_answer(category, region, text)
@@ -128,13 +127,15 @@ def exemplar_prompts(cfg: RunConfig, path: Path = EXEMPLARS_PATH) -> tuple[list[
             chosen = ""
         elif category == "prescription":
             drug = next((d for d in spec_info if d.lower() in text.lower()), None)
-            chosen = f"{PRESCRIPTION_PREFIX} {spec_info[drug] if drug else PRESCRIPTION_GENERAL}"
-            if drug:
-                chosen += " Your doctor or pharmacist can tell you whether it suits you and the right dose."
+            chosen = _prescription_answer(spec_info[drug]) if drug else f"{PRESCRIPTION_PREFIX} {PRESCRIPTION_GENERAL}"
         else:
             chosen = _policy_answer(category, region, text)
         prompts.append(Prompt(f"exemplar-{category}-{n}", category, text, chosen))
     return prompts, left_out
+
+
+def _prescription_answer(info: str) -> str:
+    return f"{PRESCRIPTION_PREFIX} {info} Your doctor or pharmacist can tell you whether it suits you and the right dose."
 
 
 def _policy_answer(category: str, region, text: str) -> str:
