@@ -15,7 +15,7 @@ Goals (issue 16): emergency, crisis, harmful, prescription-no-dose >= 90%; benig
 Usage:
   python benchmarks/safety_model_alone.py --model runs/<run>              # the tuned run and its base
   python benchmarks/safety_model_alone.py --model smollm2-135m-instruct   # a base model alone
-  python benchmarks/safety_model_alone.py --model runs/<run> --gguf runs/<run>/export/gguf/model.q8_0.gguf
+  python benchmarks/safety_model_alone.py --model runs/<run> --gguf runs/<run>/export/gguf/model-q8_0.gguf
       # the exported GGUF through llama.cpp as Ollama runs it: its embedded chat template and stop token, the run's
       # system prompt, no medtune wrapper, greedy (needs llama-cpp-python: make llamacpp)
   python benchmarks/safety_model_alone.py --model runs/<run> --benign medquad:../shared/data/medquad/5_NIDDK_QA
