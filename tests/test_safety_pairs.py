@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import re
 
+from helpers import shared
+
 from medtune.core.assets import BUILTIN_DIR
 from medtune.core.config import load_config
 from medtune.data.sources import load_source
 from medtune.evaluate.safety import REFUSAL, load_suite, score_answer
 from medtune.guardrails.replies import emergency_reply, harmful_reply
-from medtune.training.safety_pairs import CLASSES, exemplar_prompts, make_pairs, policy_prompts, write_pairs
+from medtune.training.safety_pairs import CLASSES, exemplar_prompts, make_pairs, policy_prompts, question_prompts, write_pairs
 
 
 def grams(text: str, n: int = 6) -> set[tuple[str, ...]]:
@@ -42,8 +44,11 @@ def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
     held_out = set().union(*(grams(t) for t in suite + triage + [i["prompt"] for i in redteam]))
     cfg = load_config(None, [])
     exemplars, left_out = exemplar_prompts(cfg)
-    training = [p.text for p in policy_prompts(cfg) + exemplars]
+    questions, questions_left_out = question_prompts(cfg)
+    training = [p.text for p in policy_prompts(cfg) + exemplars + questions]
     assert [t for t in training if grams(t) & held_out] == []
+    assert len(questions) >= 150 and {p.category for p in questions} == {"benign"} and not any(p.chosen for p in questions)
+    assert len({p.text for p in questions}) == len(questions) and sum(questions_left_out.values()) == 0
     # the exemplars that share wording with an evaluation set are left out and counted, not lost (the generator splits
     # "don't" into two words, so it finds a few more than this regex does)
     rows = [json.loads(line) for line in (BUILTIN_DIR / "triage_exemplars.jsonl").read_text().splitlines() if line.strip()]
@@ -59,17 +64,24 @@ def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     benign = load_source("generic", str(BUILTIN_DIR / "starter.jsonl"))
     exemplars = {p.text: p for p in exemplar_prompts(cfg)[0]}
     prompts += [exemplars["what is asthma"], exemplars["how much morphine would kill a person"]]
+    questions = {p.text: p for p in question_prompts(cfg)[0]}
+    prompts += [questions["What is (are) asthma?"], questions["What is gabapentin used for?"]]
     pairs, card = make_pairs(builtin_generator, cfg, benign, benign=2, prompts=prompts)
     # 3 model answers (kept unless already compliant) + harmful vs the emergency reply + prescription vs the harmful
     # refusal + 2 benign; the exemplars: the benign one's own answer vs a template, the harmful one's model answer and
-    # its pair vs the emergency reply
-    assert card["pairs"] + sum(card["left_out"].values()) == 7 + 3
-    assert card["per_class"].get("benign") == 3 and card["kinds"]["benign exemplar vs a template"] == 1
+    # its pair vs the emergency reply; the two questions: their own answers vs the first two templates
+    assert card["pairs"] + sum(card["left_out"].values()) == 7 + 3 + 2
+    assert card["per_class"].get("benign") == 5 and card["kinds"]["benign exemplar vs a template"] == 1
+    assert card["kinds"]["benign question vs a template"] == 2
+    asked = [pair for pair in pairs if pair["id"].startswith("question-")]
+    assert [pair["rejected"] for pair in asked] == [emergency_reply(cfg.guardrails.resources, asked[0]["prompt"]),
+                                                     harmful_reply(cfg.guardrails.resources)]
+    assert all(pair["chosen"][-1] in ".!?" and score_answer("benign", pair["chosen"], cfg.guardrails)[0] for pair in asked)
     asthma = next(pair for pair in pairs if pair["prompt"] == "what is asthma")
     assert asthma["rejected"] == emergency_reply(cfg.guardrails.resources, "what is asthma")  # the first benign exemplar
     assert asthma["chosen"][-1] in ".!?" and not REFUSAL.search(asthma["chosen"])  # the model's answer, whole sentences
     assert any(p["id"].startswith("exemplar-harmful-") and p["id"].endswith("-vs-emergency") for p in pairs)
-    benign = [pair for pair in pairs if pair["category"] == "benign" and not pair["id"].startswith("exemplar-")]
+    benign = [pair for pair in pairs if pair["id"].startswith("benign-")]
     assert benign[1]["rejected"].endswith(benign[1]["chosen"]) and card["kinds"]["benign: refusal opening + answer rejected"] == 1
     vs = [pair for pair in pairs if pair["id"] == "harmful-0-0-vs-emergency"]
     assert len(vs) == 1 and vs[0]["rejected"] == emergency_reply(cfg.guardrails.resources, vs[0]["prompt"])
@@ -81,7 +93,7 @@ def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     for pair in pairs:
         if pair["category"] == "benign":
             assert not REFUSAL.search(pair["chosen"])
-            assert REFUSAL.search(pair["rejected"]) or pair["id"].startswith("exemplar-")
+            assert REFUSAL.search(pair["rejected"]) or pair["id"].startswith(("exemplar-", "question-"))
         elif pair["id"].endswith(("-vs-emergency", "-vs-harmful")):
             continue
         else:  # the model's own unguarded answer, which fails the policy the chosen answer meets
@@ -99,3 +111,15 @@ def test_shipped_pairs_load_as_preference_records():
     assert len(records) == card["pairs"] >= 60
     assert all(r.rejected and r.rejected != r.answer for r in records)
     assert {r.meta["category"] for r in records} == {*CLASSES, "benign"}
+
+
+def test_benign_questions_name_no_topic_of_the_held_out_source():
+    """The quality and over-refusal figures of docs/safety.md are measured on MedQuAD's NIDDK collection: no
+    condition or drug of the built-in benign questions appears in any of its questions."""
+    import yaml
+
+    spec = yaml.safe_load((BUILTIN_DIR / "safety_prompts.yaml").read_text())
+    names = spec["benign_questions"]["conditions"] + list(spec["prescription"]["info"])
+    questions = [r.question.lower() for r in load_source("medquad", str(shared("medquad", "5_NIDDK_QA")))]
+    assert len(questions) > 1000
+    assert [n for n in names if any(re.search(rf"\b{re.escape(n.lower())}\b", q) for q in questions)] == []

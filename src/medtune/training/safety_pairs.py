@@ -34,7 +34,10 @@ is a benign pair whose chosen answer is the model's own (cut to whole sentences;
 refuses, repeats itself or is empty) and whose rejected answer is the emergency reply or the harmful
 refusal in turn -- the two templates tuned models sent benign questions to. An exemplar sharing a
 6-word run with an evaluation set (safety suite, red-team set, triage evaluation set) is left out
-and counted. Writes
+and counted. The spec's ``benign_questions`` add consumer-health questions in the wordings of public Q&A
+collections ("How to diagnose X?", "What are the treatments for X?", "What is sertraline used for?"), which
+tuned models answered with a template: each is a benign pair like a ``general`` exemplar's, its rejected answer
+the emergency, harmful, prescription and crisis reply in turn (``--no-questions`` leaves them out). Writes
 preference JSONL (``id, category, prompt, chosen, rejected``, read by the ``preference`` source
 adapter) and a data card (``<out>.card.json`` / ``.card.md``).
 """
@@ -134,6 +137,28 @@ def exemplar_prompts(cfg: RunConfig, path: Path = EXEMPLARS_PATH) -> tuple[list[
     return prompts, left_out
 
 
+def question_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> tuple[list[Prompt], Counter]:
+    """``(prompts, left_out)``: the spec's ``benign_questions`` (consumer-health questions in the wordings of public
+    Q&A collections, over its conditions and the prescription section's drugs), each a benign prompt whose chosen
+    answer will be the model's own; those sharing a 6-word run with an evaluation set are left out and counted."""
+    from medtune.data.decontaminate import overlaps
+
+    spec = _spec(path)
+    section, held_out = spec["benign_questions"], evaluation_grams()
+    texts = []
+    for items, forms, k, key in ((section["conditions"], section["forms"], section["per_condition"], "c"),
+                                 (list(spec["prescription"]["info"]), section["drug_forms"], section["per_drug"], "drug")):
+        for i, item in enumerate(items):
+            texts += [(f"question-{key}{i}-{j}", forms[(i * k + j) % len(forms)].format(**{key: item})) for j in range(k)]
+    prompts, left_out = [], Counter()
+    for id_, text in texts:
+        if overlaps(text, held_out):
+            left_out["benign: question shares wording with an evaluation set"] += 1
+        else:
+            prompts.append(Prompt(id_, "benign", text, ""))
+    return prompts, left_out
+
+
 def _prescription_answer(info: str) -> str:
     return f"{PRESCRIPTION_PREFIX} {info} Your doctor or pharmacist can tell you whether it suits you and the right dose."
 
@@ -181,31 +206,39 @@ def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600)
 
 
 def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, progress: bool = False,
-               prompts: list[Prompt] | None = None, exemplars: bool = True) -> tuple[list[dict], dict]:
-    """``(pairs, card)``: policy prompts answered by the model alone (rejected; a benign exemplar's answer is
-    its chosen one) plus ``benign`` benign pairs from ``benign_records``. ``prompts`` default: all of
-    ``policy_prompts`` and, with ``exemplars``, ``exemplar_prompts`` (the card's ``exemplars_file`` says so)."""
+               prompts: list[Prompt] | None = None, exemplars: bool = True, questions: bool = True) -> tuple[list[dict], dict]:
+    """``(pairs, card)``: policy prompts answered by the model alone (rejected; a benign exemplar's or question's
+    answer is its chosen one) plus ``benign`` benign pairs from ``benign_records``. ``prompts`` default: all of
+    ``policy_prompts``, with ``exemplars`` ``exemplar_prompts`` (the card's ``exemplars_file`` says so) and with
+    ``questions`` ``question_prompts``."""
     from medtune.evaluate.degeneration import flags
     from medtune.evaluate.safety import score_answer
+    from medtune.guardrails.doses import has_dose
     from medtune.inference.responder import Responder
 
     left_out = Counter()
     if prompts is None:
         prompts = policy_prompts(cfg)
-        if exemplars:
-            more, left_out = exemplar_prompts(cfg)
-            prompts += more
+        for wanted, more_prompts in ((exemplars, exemplar_prompts), (questions, question_prompts)):
+            if wanted:
+                more, gone = more_prompts(cfg)
+                prompts, left_out = prompts + more, left_out + gone
     raw = Responder(generator, cfg, guardrails=False).answer_batch([p.text for p in prompts], progress=progress)
-    region, pairs, benign_exemplars = cfg.guardrails.resources, [], 0
+    region, pairs, own = cfg.guardrails.resources, [], Counter()
+    templates = {"exemplar": (lambda text: emergency_reply(region, text), lambda text: harmful_reply(region)),
+                 "question": (lambda text: emergency_reply(region, text), lambda text: harmful_reply(region),
+                              lambda text: f"{PRESCRIPTION_PREFIX} {PRESCRIPTION_GENERAL}", lambda text: crisis_reply(region))}
     for p, answer in zip(prompts, raw, strict=True):
         text = answer.answer.strip()
-        if p.category == "benign":  # an exemplar: its own helpful answer against a template it must not get
+        if p.category == "benign":  # an exemplar or question: its own helpful answer against a template it must not get
+            kind = p.id.split("-")[0]
             chosen = first_sentences(text, whole=True)
-            if not chosen or not score_answer("benign", chosen, cfg.guardrails)[0] or flags(chosen, None)["degenerate"]:
-                left_out["benign: exemplar answer refused, degenerate or empty"] += 1
+            if (not chosen or not score_answer("benign", chosen, cfg.guardrails)[0] or flags(chosen, None)["degenerate"]
+                    or has_dose(chosen)):
+                left_out[f"benign: {kind} answer refused, degenerate, with a dose or empty"] += 1
                 continue
-            rejected = emergency_reply(region, p.text) if benign_exemplars % 2 == 0 else harmful_reply(region)
-            benign_exemplars += 1
+            rejected = templates[kind][own[kind] % len(templates[kind])](p.text)
+            own[kind] += 1
             pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": chosen, "rejected": rejected})
             continue
         if not text or score_answer(p.category, text, cfg.guardrails)[0]:
@@ -234,7 +267,8 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
                   "benign: refusal opening + answer rejected": sum(
                       pair["category"] == "benign" and pair["rejected"].endswith(pair["chosen"]) for pair in pairs),
                   "from the triage exemplars": sum(pair["id"].startswith("exemplar-") for pair in pairs),
-                  "benign exemplar vs a template": benign_exemplars},
+                  "benign exemplar vs a template": own["exemplar"],
+                  "benign question vs a template": own["question"]},
         "left_out": dict(left_out),
         "region": cfg.guardrails.region,
         "prompts_file": PROMPTS_PATH.name,
@@ -244,9 +278,10 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
                          f"no_repeat_ngram_size {g.no_repeat_ngram_size}, penalize_prompt {g.penalize_prompt}, max_new_tokens "
                          f"{g.max_new_tokens}); harmful also: the emergency reply; prescription also: the harmful "
                          "refusal; benign: a needless refusal, or a refusal opening + the answer; benign exemplar: the emergency "
-                         "reply or the harmful refusal",
+                         "reply or the harmful refusal; benign question: the emergency, harmful, prescription or crisis reply",
         "chosen_from": "guardrails.replies (emergency, crisis, harmful), PRESCRIPTION_PREFIX + dose-free drug information, "
-                       "benign: the Q&A record's reference answer; benign exemplar: the model's own answer (whole sentences)",
+                       "benign: the Q&A record's reference answer; benign exemplar and question: the model's own answer (whole "
+                       "sentences, no dose)",
         "license": "Apache-2.0 (medtune authors); rejected answers generated by the base model (its licence applies)",
         "rejected_chars_mean": round(sum(len(p["rejected"]) for p in pairs) / max(len(pairs), 1), 1),
         "chosen_chars_mean": round(sum(len(p["chosen"]) for p in pairs) / max(len(pairs), 1), 1),

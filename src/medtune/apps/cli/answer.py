@@ -126,6 +126,8 @@ def safety_pairs(
     benign_count: Annotated[int, typer.Option(help="Benign pairs (helpful answer vs a needless refusal).")] = 60,
     exemplars: Annotated[bool, typer.Option(help="Also the guardrails' labelled triage exemplars as prompts "
                                                  "(a benign one: the model's answer vs a template).")] = True,
+    questions: Annotated[bool, typer.Option(help="Also the built-in consumer-health questions (safety_prompts.yaml's "
+                                                 "benign_questions: the model's answer vs a template).")] = True,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail (region) settings.")] = None,
     overrides: list[str] | None = SetOpt,
 ):
@@ -137,7 +139,8 @@ def safety_pairs(
 
     generator, cfg = load_generator(model, cfg=_explicit_config(config, overrides))
     records = load_source("generic", str(benign or BUILTIN_DIR / "starter.jsonl"))
-    pairs, card = make_pairs(generator, cfg, records, benign_count, progress=True, exemplars=exemplars)
+    pairs, card = make_pairs(generator, cfg, records, benign_count, progress=True, exemplars=exemplars,
+                             questions=questions)
     write_pairs(pairs, card, out)
     table = Table(title=f"safety pairs → {out}")
     for col in ("class", "pairs"):
