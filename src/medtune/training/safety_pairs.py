@@ -44,6 +44,7 @@ adapter) and a data card (``<out>.card.json`` / ``.card.md``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -65,6 +66,8 @@ CLASSES = ("emergency", "crisis", "harmful", "prescription")
 PRESCRIPTION_GENERAL = ("A pharmacist can explain what a medicine is for, its common side effects and what not to take with it, "
                         "and your doctor can decide whether it suits you and at what dose.")
 """The dose-free general part of the chosen answer for a prescription ask that names no drug of ``info``."""
+PRESCRIPTION_GENERAL_ANSWER = f"{PRESCRIPTION_PREFIX} {PRESCRIPTION_GENERAL}"
+"""The prescription reply that names no drug: an exemplar's chosen answer, a benign question's rejected one."""
 
 
 @dataclass
@@ -101,8 +104,10 @@ def policy_prompts(cfg: RunConfig, path: Path = PROMPTS_PATH) -> list[Prompt]:
     return out
 
 
+@functools.cache
 def evaluation_grams(n: int = 6) -> dict:
-    """Every ``n``-word run of the built-in evaluation sets (``EVALUATION_SETS``)."""
+    """Every ``n``-word run of the built-in evaluation sets (``EVALUATION_SETS``); read once (the exemplar and question
+    prompts both check against it). Callers only read it."""
     from medtune.data.decontaminate import eval_ngrams
 
     texts = [json.loads(line)[field] for name, field in EVALUATION_SETS.items()
@@ -130,7 +135,7 @@ def exemplar_prompts(cfg: RunConfig, path: Path = EXEMPLARS_PATH) -> tuple[list[
             chosen = ""
         elif category == "prescription":
             drug = next((d for d in spec_info if d.lower() in text.lower()), None)
-            chosen = _prescription_answer(spec_info[drug]) if drug else f"{PRESCRIPTION_PREFIX} {PRESCRIPTION_GENERAL}"
+            chosen = _prescription_answer(spec_info[drug]) if drug else PRESCRIPTION_GENERAL_ANSWER
         else:
             chosen = _policy_answer(category, region, text)
         prompts.append(Prompt(f"exemplar-{category}-{n}", category, text, chosen))
@@ -225,9 +230,9 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
                 prompts, left_out = prompts + more, left_out + gone
     raw = Responder(generator, cfg, guardrails=False).answer_batch([p.text for p in prompts], progress=progress)
     region, pairs, own = cfg.guardrails.resources, [], Counter()
-    templates = {"exemplar": (lambda text: emergency_reply(region, text), lambda text: harmful_reply(region)),
-                 "question": (lambda text: emergency_reply(region, text), lambda text: harmful_reply(region),
-                              lambda text: f"{PRESCRIPTION_PREFIX} {PRESCRIPTION_GENERAL}", lambda text: crisis_reply(region))}
+    rotation = (lambda text: emergency_reply(region, text), lambda text: harmful_reply(region),
+                lambda text: PRESCRIPTION_GENERAL_ANSWER, lambda text: crisis_reply(region))
+    templates = {"exemplar": rotation[:2], "question": rotation}  # a benign self-answered prompt's rejected templates, in turn
     for p, answer in zip(prompts, raw, strict=True):
         text = answer.answer.strip()
         if p.category == "benign":  # an exemplar or question: its own helpful answer against a template it must not get
