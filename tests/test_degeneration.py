@@ -1,7 +1,7 @@
 """Degeneration measures (evaluate/degeneration.py) and the red warning when the tuned model degenerates more."""
 
 from medtune.data.boilerplate import Templates
-from medtune.evaluate.degeneration import compare, distinct, ngram_loop, repeated_line
+from medtune.evaluate.degeneration import compare, distinct, header_end, ngram_loop, repeated_line
 
 LOOP = "Take the tablets with water. " + "the dose of the drug is " * 4
 LINES = "Genetic Testing Registry: Aarskog syndrome\nGenetic Testing Registry: Aarskog syndrome\nSee a doctor."
@@ -11,6 +11,8 @@ PLAIN = "Anaemia is a low level of haemoglobin. A blood test finds it; iron tabl
 def test_loops_repeated_lines_and_distinct_n():
     assert ngram_loop(LOOP) and not ngram_loop(PLAIN) and not ngram_loop(LINES)
     assert repeated_line(LINES) and not repeated_line(PLAIN) and not repeated_line(LOOP)
+    assert header_end("Gout is a kind of arthritis. The main causes are:\n") and not header_end(PLAIN)
+    assert not header_end("Causes: genes and diet.")
     assert distinct(["a b a b"], 1) == 0.5 and distinct(["a b a b"], 2) == 2 / 3 and distinct([""], 1) is None
 
 
@@ -23,11 +25,11 @@ def test_tuned_model_that_degenerates_more_is_flagged_in_red():
     template = "These resources address the diagnosis or management of gout:\n- Diagnostic Tests"
     refs = [PLAIN] * 4
     deg = compare({"base": {"answers": [PLAIN] * 4, "stopped": [True] * 4},
-                   "finetuned": {"answers": [LOOP, LINES, template, PLAIN], "stopped": [False, True, True, True]}},
-                  refs, templates, samples=200)
-    assert deg["finetuned"]["degenerate"] == 0.75 and deg["base"]["degenerate"] == 0
+                   "finetuned": {"answers": [LOOP, LINES, template, PLAIN + " The causes are:"],
+                                "stopped": [False, True, True, True]}}, refs, templates, samples=200)
+    assert deg["finetuned"]["degenerate"] == 1.0 and deg["finetuned"]["header_end"] == 0.25 and deg["base"]["degenerate"] == 0
     assert deg["finetuned"]["template"] == 0.25 and deg["finetuned"]["ends_on_eos"] == 0.75
-    assert set(deg["worse"]) == {"degenerate", "repeated_line", "ngram_loop", "template"}
+    assert set(deg["worse"]) == {"degenerate", "repeated_line", "ngram_loop", "template", "header_end"}
     assert deg["base"]["length_ratio"] == 1.0
     metrics = {"rougeL": 0.2}
     report = {"results": {"base": metrics, "finetuned": metrics}, "differences": {}, "degeneration": deg}

@@ -11,9 +11,18 @@ from helpers import shared
 from medtune.core.assets import BUILTIN_DIR
 from medtune.core.config import load_config
 from medtune.data.sources import load_source
+from medtune.evaluate.degeneration import header_end
 from medtune.evaluate.safety import REFUSAL, load_suite, score_answer
 from medtune.guardrails.replies import emergency_reply, harmful_reply
-from medtune.training.safety_pairs import CLASSES, exemplar_prompts, make_pairs, policy_prompts, question_prompts, write_pairs
+from medtune.training.safety_pairs import (
+    CLASSES,
+    exemplar_prompts,
+    first_sentences,
+    make_pairs,
+    policy_prompts,
+    question_prompts,
+    write_pairs,
+)
 
 
 def grams(text: str, n: int = 6) -> set[tuple[str, ...]]:
@@ -60,35 +69,40 @@ def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
 
 def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     cfg = load_config(None, ["generation.max_new_tokens=32", "generation.temperature=0"])  # a whole sentence for asthma
-    prompts = [p for p in policy_prompts(cfg) if p.id in ("emergency-0-0", "harmful-0-0", "prescription-0-0")]
+    prompts = [p for p in policy_prompts(cfg) if p.id in ("emergency-0-0", "crisis-0-0", "harmful-0-0", "prescription-0-0")]
     benign = load_source("generic", str(BUILTIN_DIR / "starter.jsonl"))
     exemplars = {p.text: p for p in exemplar_prompts(cfg)[0]}
     prompts += [exemplars["what is asthma"], exemplars["how much morphine would kill a person"]]
     questions = {p.text: p for p in question_prompts(cfg)[0]}
-    prompts += [questions["What is (are) asthma?"], questions["What is gabapentin used for?"]]
-    pairs, card = make_pairs(builtin_generator, cfg, benign, benign=2, prompts=prompts)
-    # 3 model answers (kept unless already compliant) + harmful vs the emergency reply + prescription vs the harmful
-    # refusal + 2 benign; the exemplars: the benign one's own answer vs a template, the harmful one's model answer and
-    # its pair vs the emergency reply; the two questions: their own answers vs the first two templates
-    assert card["pairs"] + sum(card["left_out"].values()) == 7 + 3 + 2
-    assert card["per_class"].get("benign") == 5 and card["kinds"]["benign exemplar vs a template"] == 1
-    assert card["kinds"]["benign question vs a template"] == 2
+    prompts += [questions["What is (are) asthma?"], questions["What is gabapentin used for?"], questions["What causes asthma?"]]
+    pairs, card = make_pairs(builtin_generator, cfg, benign, benign=2, prompts=prompts, answer_tokens=48)
+    # 4 model answers (kept unless already compliant) + harmful vs the emergency reply + prescription and crisis vs the
+    # harmful refusal + 2 benign; the exemplars: the benign one's own answer vs a template, the harmful one's model answer
+    # and its pair vs the emergency reply; the three questions: their own answers vs the rotation's first three
+    assert card["pairs"] + sum(card["left_out"].values()) == 4 + 3 + 2 + 3 + 3
+    assert card["kinds"]["crisis vs the harmful refusal"] == card["kinds"]["prescription vs the harmful refusal"] == 1
+    assert "max_new_tokens 48" in card["chosen_from"]  # the self-answered prompts' own token budget
+    assert card["per_class"].get("benign") == 6 and card["kinds"]["benign exemplar vs a template"] == 1
+    assert card["kinds"]["benign question vs a template"] == 3
     asked = [pair for pair in pairs if pair["id"].startswith("question-")]
     assert [pair["rejected"] for pair in asked] == [emergency_reply(cfg.guardrails.resources, asked[0]["prompt"]),
-                                                     harmful_reply(cfg.guardrails.resources)]
+                                                     harmful_reply(cfg.guardrails.resources),
+                                                     f"I can't help with that. {asked[2]['chosen']}"]  # the opening a tuned model learned
     assert all(pair["chosen"][-1] in ".!?" and score_answer("benign", pair["chosen"], cfg.guardrails)[0] for pair in asked)
     asthma = next(pair for pair in pairs if pair["prompt"] == "what is asthma")
     assert asthma["rejected"] == emergency_reply(cfg.guardrails.resources, "what is asthma")  # the first benign exemplar
     assert asthma["chosen"][-1] in ".!?" and not REFUSAL.search(asthma["chosen"])  # the model's answer, whole sentences
     assert any(p["id"].startswith("exemplar-harmful-") and p["id"].endswith("-vs-emergency") for p in pairs)
     benign = [pair for pair in pairs if pair["id"].startswith("benign-")]
-    assert benign[1]["rejected"].endswith(benign[1]["chosen"]) and card["kinds"]["benign: refusal opening + answer rejected"] == 1
+    assert benign[1]["rejected"].endswith(benign[1]["chosen"]) and card["kinds"]["benign: refusal opening + answer rejected"] == 2
     vs = [pair for pair in pairs if pair["id"] == "harmful-0-0-vs-emergency"]
     assert len(vs) == 1 and vs[0]["rejected"] == emergency_reply(cfg.guardrails.resources, vs[0]["prompt"])
     assert not score_answer("harmful", vs[0]["rejected"], cfg.guardrails)[0]  # a referral is not a refusal
     rx = [pair for pair in pairs if pair["id"] == "prescription-0-0-vs-harmful"]
     assert len(rx) == 1 and rx[0]["rejected"] == harmful_reply(cfg.guardrails.resources)
     assert score_answer("prescription", rx[0]["chosen"], cfg.guardrails)[0]
+    crisis = [pair for pair in pairs if pair["id"] == "crisis-0-0-vs-harmful"]
+    assert len(crisis) == 1 and crisis[0]["chosen"] != crisis[0]["rejected"] == harmful_reply(cfg.guardrails.resources)
     assert not score_answer("prescription", rx[0]["rejected"], cfg.guardrails)[0]  # a harm refusal is no referral
     for pair in pairs:
         if pair["category"] == "benign":
@@ -105,11 +119,21 @@ def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     assert "Safety preference pairs" in out.with_suffix(".card.md").read_text()
 
 
+def test_whole_sentences_leave_out_a_cut_off_list_and_its_header():
+    text = "Gout is a kind of arthritis. The main causes are:\n\n1. Diet.\n2. Genes.\n3."
+    assert first_sentences(text, whole=True) == "Gout is a kind of arthritis. The main causes are:\n\n1. Diet.\n2. Genes."
+    assert first_sentences("Gout is a kind of arthritis. The main causes are:\n\n1.", whole=True) == "Gout is a kind of arthritis."
+    assert first_sentences("The main causes are:\n\n1.", whole=True) == ""  # nothing whole: left out by the generator
+    assert first_sentences("Gout is a kind of arthritis. It hurts", whole=True) == "Gout is a kind of arthritis."
+    assert first_sentences("Gout is a kind of arthritis. It hurts") == "Gout is a kind of arthritis. It hurts"
+
+
 def test_shipped_pairs_load_as_preference_records():
     records = load_source("preference", str(BUILTIN_DIR / "safety_pairs.jsonl"))
     card = json.loads((BUILTIN_DIR / "safety_pairs.card.json").read_text())
     assert len(records) == card["pairs"] >= 60
     assert all(r.rejected and r.rejected != r.answer for r in records)
+    assert [r.id for r in records if header_end(r.answer)] == []  # no chosen answer stops on a list header
     assert {r.meta["category"] for r in records} == {*CLASSES, "benign"}
 
 

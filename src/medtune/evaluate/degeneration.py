@@ -9,7 +9,9 @@ and for the reference answers too (what the data itself looks like):
   (a phrase going round: "the cells of the cells of the cells of…");
 * ``template``: share of answers matching a template learned from the run's training answers
   (``data.boilerplate.Templates``, the same detector as the ``data.boilerplate_filter`` step);
-* ``degenerate``: share with any of the three (the figure the summary compares);
+* ``header_end``: share of answers that stop on a list header with nothing after it ("The main causes
+  are:"), a broken answer that a model learns from training answers cut off after their header;
+* ``degenerate``: share with any of the four (the figure the summary compares);
 * ``distinct_1`` / ``distinct_2``: distinct word uni/bigrams over all uni/bigrams of all answers
   (Li et al., 2016; low = the model says the same things to everyone);
 * ``ends_on_eos``: share of answers that ended on an end-of-turn token rather than at
@@ -28,7 +30,7 @@ from medtune.data.boilerplate import Templates
 LOOP_N = 4
 LOOP_REPEATS = 3
 _WORD = re.compile(r"\w+(?:'\w+)?")
-SHARES = ("degenerate", "repeated_line", "ngram_loop", "template")
+SHARES = ("degenerate", "repeated_line", "ngram_loop", "template", "header_end")
 """Per-answer flags (their shares are reported and compared base vs tuned; lower is better)."""
 
 
@@ -49,6 +51,11 @@ def ngram_loop(text: str, n: int = LOOP_N, repeats: int = LOOP_REPEATS) -> bool:
     return bool(grams) and max(grams.values()) >= repeats
 
 
+def header_end(text: str) -> bool:
+    """The answer stops on a list header, its list missing ("Here are the main causes:")."""
+    return text.rstrip().endswith(":")
+
+
 def distinct(texts: Sequence[str], n: int) -> float | None:
     """Distinct word n-grams / all word n-grams over ``texts`` (None without any n-gram)."""
     grams = [tuple(w[i : i + n]) for t in texts for w in [words(t)] for i in range(len(w) - n + 1)]
@@ -58,7 +65,7 @@ def distinct(texts: Sequence[str], n: int) -> float | None:
 def flags(text: str, templates: Templates | None) -> dict[str, bool]:
     """The per-answer flags of ``SHARES``."""
     out = {"repeated_line": repeated_line(text), "ngram_loop": ngram_loop(text),
-           "template": bool(templates is not None and templates.matches(text))}
+           "template": bool(templates is not None and templates.matches(text)), "header_end": header_end(text)}
     out["degenerate"] = any(out.values())
     return out
 

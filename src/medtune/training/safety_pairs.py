@@ -18,9 +18,9 @@ benign          the reference answer of a medical Q&A record            a needle
 Every situation is also asked once inside a ``jailbreak`` frame (role-play, "skip the rules",
 fiction): the chosen answer stays the class's own. Each harmful situation gives a pair whose
 rejected answer is the emergency reply (a harmful request is declined, not sent to 911: the
-tuned model confused the two), and each prescription situation one whose rejected answer is the
-harmful refusal (a dose question is referred to a prescriber with general information, not refused
-as harm: the next tuned model confused those). A model answer that already meets its class's rule
+tuned model confused the two), and each prescription and crisis situation one whose rejected answer is
+the harmful refusal (a dose question is referred to a prescriber with general information, and a person
+in crisis gets the crisis line first, not a refusal: later tuned models confused those). A model answer that already meets its class's rule
 (``evaluate.safety.score_answer``) is no "rejected" answer: that pair is left out and counted.
 The benign pairs keep the tuned model from learning to refuse everything: every second one's
 rejected answer is a refusal opening followed by the helpful answer itself, and a share of the
@@ -30,14 +30,18 @@ The guardrails' labelled triage exemplars (``data/builtin/triage_exemplars.jsonl
 semantic triage's examples, not as an evaluation set) add other people's wordings of each class:
 every exemplar of a policy class is a prompt with its class's chosen answer and is also paired
 against the template it is confused with (as the first framings above); every ``general`` exemplar
-is a benign pair whose chosen answer is the model's own (cut to whole sentences; left out if it
-refuses, repeats itself or is empty) and whose rejected answer is the emergency reply or the harmful
-refusal in turn -- the two templates tuned models sent benign questions to. An exemplar sharing a
+is a benign pair whose chosen answer is the model's own (cut to whole sentences, without a list header
+whose list was cut off; left out if it refuses, repeats itself or is empty) and whose rejected answer is
+in turn the emergency reply, the harmful refusal -- the two templates tuned models sent benign questions
+to -- and a refusal opening followed by that same answer ("I can't help with that." before a helpful
+answer, which a tuned model learned). An exemplar sharing a
 6-word run with an evaluation set (safety suite, red-team set, triage evaluation set) is left out
 and counted. The spec's ``benign_questions`` add consumer-health questions in the wordings of public Q&A
 collections ("How to diagnose X?", "What are the treatments for X?", "What is sertraline used for?"), which
 tuned models answered with a template: each is a benign pair like a ``general`` exemplar's, its rejected answer
-the emergency, harmful, prescription and crisis reply in turn (``--no-questions`` leaves them out). Writes
+in turn one of the exemplars' three, the prescription reply and the crisis reply (``--no-questions`` leaves them
+out). The self-answered prompts may get more new tokens than the rest (``answer_tokens``, ``--answer-tokens``):
+chosen answers cut at 80 tokens taught a tuned model to answer in half the base model's length. Writes
 preference JSONL (``id, category, prompt, chosen, rejected``, read by the ``preference`` source
 adapter) and a data card (``<out>.card.json`` / ``.card.md``).
 """
@@ -182,15 +186,21 @@ def _spec(path: Path = PROMPTS_PATH) -> dict:
 def first_sentences(text: str, max_chars: int = 600, whole: bool = False) -> str:
     """The first sentences of ``text`` up to ``max_chars`` (always the first); ``whole``: only sentences
     that end on ``.!?`` (an answer cut off by ``max_new_tokens`` loses its last, unfinished one, and a
-    dangling list number)."""
+    dangling list number), and not a list header whose list was cut off ("The main causes are:")."""
     import re
 
-    out = ""
-    for s in re.split(r"(?<=[.!?])\s+", text.strip()):
-        if (whole and not re.search(r"[.!?]$", s)) or (out and len(out) + len(s) > max_chars):
+    parts = re.split(r"(?<=[.!?])(\s+)", text.strip())  # sentences and the space (or line breaks) between them
+    kept: list[str] = []
+    for s, gap in zip(parts[::2], [*parts[1::2], ""], strict=True):
+        if (whole and not re.search(r"[.!?]$", s)) or (kept and len("".join(kept)) + len(s) > max_chars):
             break
-        out = f"{out} {s}".strip()
-    return re.sub(r"\s*\b\d+\.$", "", out) if whole else out  # a list's next number, its item cut off
+        kept += [s, gap]
+    kept = kept[:-1]
+    if whole and kept:
+        kept[-1] = re.sub(r"\s*\b\d+\.$", "", kept[-1])  # a list's next number, its item cut off
+        while kept and (not kept[-1] or kept[-1].endswith(":")):  # ... and the header it opened
+            kept = kept[:-2]
+    return "".join(kept).strip()
 
 
 def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600) -> list[tuple[Prompt, str]]:
@@ -211,11 +221,13 @@ def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600)
 
 
 def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, progress: bool = False,
-               prompts: list[Prompt] | None = None, exemplars: bool = True, questions: bool = True) -> tuple[list[dict], dict]:
+               prompts: list[Prompt] | None = None, exemplars: bool = True, questions: bool = True,
+               answer_tokens: int | None = None) -> tuple[list[dict], dict]:
     """``(pairs, card)``: policy prompts answered by the model alone (rejected; a benign exemplar's or question's
     answer is its chosen one) plus ``benign`` benign pairs from ``benign_records``. ``prompts`` default: all of
     ``policy_prompts``, with ``exemplars`` ``exemplar_prompts`` (the card's ``exemplars_file`` says so) and with
-    ``questions`` ``question_prompts``."""
+    ``questions`` ``question_prompts``. ``answer_tokens``: new tokens for the answers that become chosen ones (benign
+    exemplars and questions; default ``generation.max_new_tokens``): answers cut short teach a tuned model to stop short."""
     from medtune.evaluate.degeneration import flags
     from medtune.evaluate.safety import score_answer
     from medtune.guardrails.doses import has_dose
@@ -228,21 +240,29 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
             if wanted:
                 more, gone = more_prompts(cfg)
                 prompts, left_out = prompts + more, left_out + gone
-    raw = Responder(generator, cfg, guardrails=False).answer_batch([p.text for p in prompts], progress=progress)
+    responder, spec = Responder(generator, cfg, guardrails=False), _spec()
+    own_answer = [p.category == "benign" for p in prompts]  # self-answered: the answer becomes the chosen one
+    raw = dict(zip((i for i, own in enumerate(own_answer) if not own), responder.answer_batch(
+        [p.text for p, own in zip(prompts, own_answer, strict=True) if not own], progress=progress), strict=True))
+    raw.update(zip((i for i, own in enumerate(own_answer) if own), responder.answer_batch(
+        [p.text for p, own in zip(prompts, own_answer, strict=True) if own], progress=progress,
+        **({"max_new_tokens": answer_tokens} if answer_tokens else {})), strict=True))
     region, pairs, own = cfg.guardrails.resources, [], Counter()
-    rotation = (lambda text: emergency_reply(region, text), lambda text: harmful_reply(region),
-                lambda text: PRESCRIPTION_GENERAL_ANSWER, lambda text: crisis_reply(region))
-    templates = {"exemplar": rotation[:2], "question": rotation}  # a benign self-answered prompt's rejected templates, in turn
-    for p, answer in zip(prompts, raw, strict=True):
-        text = answer.answer.strip()
+    openings = itertools.cycle(spec["refusal_openings"])
+    rotation = (lambda text, chosen: emergency_reply(region, text), lambda text, chosen: harmful_reply(region),
+                lambda text, chosen: f"{next(openings)} {chosen}", lambda text, chosen: PRESCRIPTION_GENERAL_ANSWER,
+                lambda text, chosen: crisis_reply(region))
+    templates = {"exemplar": rotation[:3], "question": rotation}  # a benign self-answered prompt's rejected answers, in turn
+    for i, p in enumerate(prompts):
+        text = raw[i].answer.strip()
         if p.category == "benign":  # an exemplar or question: its own helpful answer against a template it must not get
             kind = p.id.split("-")[0]
-            chosen = first_sentences(text, whole=True)
+            chosen = first_sentences(text, max_chars=1200, whole=True)
             if (not chosen or not score_answer("benign", chosen, cfg.guardrails)[0] or flags(chosen, None)["degenerate"]
                     or has_dose(chosen)):
                 left_out[f"benign: {kind} answer refused, degenerate, with a dose or empty"] += 1
                 continue
-            rejected = templates[kind][own[kind] % len(templates[kind])](p.text)
+            rejected = templates[kind][own[kind] % len(templates[kind])](p.text, chosen)
             own[kind] += 1
             pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": chosen, "rejected": rejected})
             continue
@@ -256,10 +276,9 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
         if p.category == "harmful":  # declined, not sent to the emergency number
             pairs.append({"id": f"{p.id}-vs-emergency", "category": "harmful", "prompt": p.text, "chosen": p.chosen,
                           "rejected": emergency_reply(region, p.text)})
-        if p.category == "prescription":  # referred to a prescriber, not refused as harm
-            pairs.append({"id": f"{p.id}-vs-harmful", "category": "prescription", "prompt": p.text, "chosen": p.chosen,
+        if p.category in ("prescription", "crisis"):  # referred to a prescriber / met with the crisis reply, not refused as harm
+            pairs.append({"id": f"{p.id}-vs-harmful", "category": p.category, "prompt": p.text, "chosen": p.chosen,
                           "rejected": harmful_reply(region)})
-    spec = _spec()
     for p, rejected in benign_prompts(benign_records, spec, benign):
         pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": p.chosen, "rejected": rejected})
     counts, g = Counter(pair["category"] for pair in pairs), cfg.generation
@@ -268,7 +287,8 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
         "per_class": dict(counts),
         "kinds": {"jailbreak-framed": sum(pair["id"].endswith("-jb") for pair in pairs),
                   "harmful vs the emergency reply": sum(pair["id"].endswith("-vs-emergency") for pair in pairs),
-                  "prescription vs the harmful refusal": sum(pair["id"].endswith("-vs-harmful") for pair in pairs),
+                  **{f"{c} vs the harmful refusal": sum(pair["id"].endswith("-vs-harmful") and pair["category"] == c
+                                                        for pair in pairs) for c in ("crisis", "prescription")},
                   "benign: refusal opening + answer rejected": sum(
                       pair["category"] == "benign" and pair["rejected"].endswith(pair["chosen"]) for pair in pairs),
                   "from the triage exemplars": sum(pair["id"].startswith("exemplar-") for pair in pairs),
@@ -281,12 +301,13 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
         "rejected_from": f"{cfg.model.name} (quantization {cfg.model.quantization}) with the guardrails off (temperature "
                          f"{g.temperature}, top_p {g.top_p}, seed {g.seed}, repetition_penalty {g.repetition_penalty}, "
                          f"no_repeat_ngram_size {g.no_repeat_ngram_size}, penalize_prompt {g.penalize_prompt}, max_new_tokens "
-                         f"{g.max_new_tokens}); harmful also: the emergency reply; prescription also: the harmful "
+                         f"{g.max_new_tokens}); harmful also: the emergency reply; prescription and crisis also: the harmful "
                          "refusal; benign: a needless refusal, or a refusal opening + the answer; benign exemplar: the emergency "
-                         "reply or the harmful refusal; benign question: the emergency, harmful, prescription or crisis reply",
+                         "reply, the harmful refusal or a refusal opening + its own answer; benign question: the same, the "
+                         "prescription or the crisis reply",
         "chosen_from": "guardrails.replies (emergency, crisis, harmful), PRESCRIPTION_PREFIX + dose-free drug information, "
                        "benign: the Q&A record's reference answer; benign exemplar and question: the model's own answer (whole "
-                       "sentences, no dose)",
+                       f"sentences, no dose, max_new_tokens {answer_tokens or g.max_new_tokens})",
         "license": "Apache-2.0 (medtune authors); rejected answers generated by the base model (its licence applies)",
         "rejected_chars_mean": round(sum(len(p["rejected"]) for p in pairs) / max(len(pairs), 1), 1),
         "chosen_chars_mean": round(sum(len(p["chosen"]) for p in pairs) / max(len(pairs), 1), 1),

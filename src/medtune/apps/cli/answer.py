@@ -128,6 +128,8 @@ def safety_pairs(
                                                  "(a benign one: the model's answer vs a template).")] = True,
     questions: Annotated[bool, typer.Option(help="Also the built-in consumer-health questions (safety_prompts.yaml's "
                                                  "benign_questions: the model's answer vs a template).")] = True,
+    answer_tokens: Annotated[int | None, typer.Option(help="New tokens for the model's own answers that become chosen ones "
+                                                            "(benign exemplars and questions); default generation.max_new_tokens.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for generation/guardrail (region) settings.")] = None,
     overrides: list[str] | None = SetOpt,
 ):
@@ -140,7 +142,7 @@ def safety_pairs(
     generator, cfg = load_generator(model, cfg=_explicit_config(config, overrides))
     records = load_source("generic", str(benign or BUILTIN_DIR / "starter.jsonl"))
     pairs, card = make_pairs(generator, cfg, records, benign_count, progress=True, exemplars=exemplars,
-                             questions=questions)
+                             questions=questions, answer_tokens=answer_tokens)
     write_pairs(pairs, card, out)
     table = Table(title=f"safety pairs → {out}")
     for col in ("class", "pairs"):
