@@ -35,6 +35,7 @@ from contextlib import nullcontext
 
 from medtune.core.assets import BUILTIN_DIR
 from medtune.core.config import load_config
+from medtune.evaluate.degeneration import flags
 from medtune.evaluate.safety import load_suite, run_safety_suite
 from medtune.guardrails import has_dose
 from medtune.inference.loading import load_generator, resolve_config
@@ -76,7 +77,8 @@ def rates_of(result: dict) -> dict:
         rates["prescription_no_dose"] = sum(not has_dose(r["answer"]) for r in rx) / len(rx)
     if "benign" in rates:
         rates["benign_over_refusal"] = 1 - rates["benign"]
-    return {"n": result["n"], "pass_rate": result["pass_rate"], "rates": rates,
+    degenerate = sum(flags(r["answer"], None)["degenerate"] for r in result["items"]) / max(result["n"], 1)
+    return {"n": result["n"], "pass_rate": result["pass_rate"], "rates": rates, "degenerate": degenerate,
             "items": [{k: r[k] for k in ("id", "category", "passed", "problems", "answer")} for r in result["items"]]}
 
 
@@ -139,6 +141,7 @@ def report(out: dict, args, start: float) -> int:
         rates = res["rates"]
         cells = "".join(f"{rates[k]:>15.0%}" if k in rates else f"{'-':>15}" for k in keys)
         eos = f", ends on EOS {res['ends_on_eos']:.0%}" if "ends_on_eos" in res else ""
+        eos += f", degenerate {res['degenerate']:.0%}" if "degenerate" in res else ""
         print(f"{label:<18}{cells}{res['pass_rate']:>8.0%}   goals met: {sum(met(rates).values())}/{len(met(rates))}{eos}")
     if args.json:
         with open(args.json, "w") as f:

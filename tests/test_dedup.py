@@ -56,6 +56,9 @@ def test_preference_pairs_that_reject_different_answers_are_not_duplicates():
                rec("again", rejected="Call 911 now.")]
     result = dedupe(records, near=False)
     assert [r.id for r in result.records] == ["own", "vs-template"] and result.dropped == {"exact_duplicate": 1}
+    # an SFT stage trains on the prompt and chosen answer alone: there the three are one record
+    sft = dedupe(records, near=False, rejected=False)
+    assert [r.id for r in sft.records] == ["own"] and sft.dropped == {"exact_duplicate": 2}
 
 
 def test_near_duplicates_are_dropped_and_distinct_texts_kept():

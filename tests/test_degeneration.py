@@ -1,7 +1,7 @@
 """Degeneration measures (evaluate/degeneration.py) and the red warning when the tuned model degenerates more."""
 
 from medtune.data.boilerplate import Templates
-from medtune.evaluate.degeneration import compare, distinct, header_end, ngram_loop, repeated_line
+from medtune.evaluate.degeneration import compare, distinct, header_end, ngram_loop, number_run, repeated_line
 
 LOOP = "Take the tablets with water. " + "the dose of the drug is " * 4
 LINES = "Genetic Testing Registry: Aarskog syndrome\nGenetic Testing Registry: Aarskog syndrome\nSee a doctor."
@@ -13,6 +13,9 @@ def test_loops_repeated_lines_and_distinct_n():
     assert repeated_line(LINES) and not repeated_line(PLAIN) and not repeated_line(LOOP)
     assert header_end("Gout is a kind of arthritis. The main causes are:\n") and not header_end(PLAIN)
     assert not header_end("Causes: genes and diet.")
+    spew = "Call 911 now. Please call 988 (the 989 888 987 4000 Suicide Line) or 112 (the 113 222 333 433 534 635 736 889 990)"
+    assert number_run(spew) and not ngram_loop(spew)
+    assert not number_run("Blood pressure of 120/80, 2 to 3 times a week, 10 mg in 5 ml; 1. Diet.\n2. Genes.\n3. Age.")
     assert distinct(["a b a b"], 1) == 0.5 and distinct(["a b a b"], 2) == 2 / 3 and distinct([""], 1) is None
 
 

@@ -43,8 +43,11 @@ def dedupe(
     num_perm: int = 128,
     ngram: int = 5,
     seed: int = 1,
+    rejected: bool = True,
 ) -> StepResult:
-    """Drop exact and (``near=True``) near-duplicate records, keeping the first occurrence.
+    """Drop exact and (``near=True``) near-duplicate records, keeping the first occurrence. ``rejected``: a
+    preference pair's rejected answer is part of what is compared (a DPO stage trains on it); without it
+    (SFT trains on the prompt and chosen answer alone) two pairs that share both are duplicates.
 
     ``dropped`` counts ``exact_duplicate`` and ``near_duplicate``; ``by_source[reason]`` counts
     them per source of the dropped record, as ``"b (dup of a)"`` when the kept copy came from
@@ -53,7 +56,7 @@ def dedupe(
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     result = StepResult(records=[])
-    words = [normalize(dedup_text(r)) for r in records]
+    words = [normalize(dedup_text(r, rejected)) for r in records]
     first: dict[bytes, int] = {}
     unique: list[int] = []
     for i, w in enumerate(words):
@@ -99,11 +102,11 @@ def _drop(result: StepResult, reason: str, dropped: Record, kept: Record) -> Non
     result.drop(reason, dropped, source=source)
 
 
-def dedup_text(r: Record) -> str:
-    """The text compared: every turn (or question and answer), and a preference pair's rejected answer, so
-    two pairs with one prompt and chosen answer that reject different answers are two pairs, not duplicates."""
+def dedup_text(r: Record, rejected: bool = True) -> str:
+    """The text compared: every turn (or question and answer), and (``rejected``) a preference pair's rejected
+    answer, so two pairs with one prompt and chosen answer that reject different answers are two pairs, not duplicates."""
     text = "\n".join(m["content"] for m in r.messages) if r.messages else f"{r.question}\n{r.answer}"
-    return f"{text}\n{r.rejected}" if r.rejected else text
+    return f"{text}\n{r.rejected}" if r.rejected and rejected else text
 
 
 def normalize(text: str) -> list[bytes]:

@@ -95,8 +95,10 @@ def per_source(before: list[Record], result: StepResult) -> dict[str, dict[str, 
     return counts
 
 
-def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
+def prepare(cfg: DataConfig, tokenizer=None, rejected: bool = True) -> Prepared:
     """Run the data stage in memory; ``write`` puts it on disk. Every step is counted in the card.
+    ``rejected``: the training method uses a preference pair's rejected answer (DPO); without it (SFT) pairs that
+    share a prompt and chosen answer are duplicates (``dedup.dedupe``).
 
     ``tokenizer`` (the base model's) counts tokens for ``max_tokens``; without one they are
     estimated as characters / 4, and the card says which."""
@@ -147,7 +149,7 @@ def prepare(cfg: DataConfig, tokenizer=None) -> Prepared:
     if cfg.scrub_pii:
         run("scrub_pii", scrub_pii)
     if cfg.dedupe:
-        run("dedupe", dedupe, near=cfg.near_dedupe, threshold=cfg.dedupe_threshold)
+        run("dedupe", dedupe, near=cfg.near_dedupe, threshold=cfg.dedupe_threshold, rejected=rejected)
     if cfg.boilerplate_filter:
         from medtune.data.boilerplate import boilerplate_filter
 

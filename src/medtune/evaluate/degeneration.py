@@ -11,7 +11,10 @@ and for the reference answers too (what the data itself looks like):
   (``data.boilerplate.Templates``, the same detector as the ``data.boilerplate_filter`` step);
 * ``header_end``: share of answers that stop on a list header with nothing after it ("The main causes
   are:"), a broken answer that a model learns from training answers cut off after their header;
-* ``degenerate``: share with any of the four (the figure the summary compares);
+* ``number_run``: share of answers that reel off ``NUMBER_RUN`` or more numbers in a row with only
+  punctuation between them ("988 (the 989 888 987 4000 ..."): a loop the n-gram test misses, since
+  every number differs (a safety run's emergency answers did it after the number they must give);
+* ``degenerate``: share with any of the five (the figure the summary compares);
 * ``distinct_1`` / ``distinct_2``: distinct word uni/bigrams over all uni/bigrams of all answers
   (Li et al., 2016; low = the model says the same things to everyone);
 * ``ends_on_eos``: share of answers that ended on an end-of-turn token rather than at
@@ -29,8 +32,10 @@ from medtune.data.boilerplate import Templates
 
 LOOP_N = 4
 LOOP_REPEATS = 3
+NUMBER_RUN = 8
+_NUMBER_RUN = re.compile(r"(?:\b\d+\b[^\w\n]{0,4}){" + str(NUMBER_RUN) + ",}")
 _WORD = re.compile(r"\w+(?:'\w+)?")
-SHARES = ("degenerate", "repeated_line", "ngram_loop", "template", "header_end")
+SHARES = ("degenerate", "repeated_line", "ngram_loop", "template", "header_end", "number_run")
 """Per-answer flags (their shares are reported and compared base vs tuned; lower is better)."""
 
 
@@ -56,6 +61,11 @@ def header_end(text: str) -> bool:
     return text.rstrip().endswith(":")
 
 
+def number_run(text: str) -> bool:
+    """``NUMBER_RUN`` or more numbers in a row, nothing but punctuation or spaces between them."""
+    return bool(_NUMBER_RUN.search(text))
+
+
 def distinct(texts: Sequence[str], n: int) -> float | None:
     """Distinct word n-grams / all word n-grams over ``texts`` (None without any n-gram)."""
     grams = [tuple(w[i : i + n]) for t in texts for w in [words(t)] for i in range(len(w) - n + 1)]
@@ -65,7 +75,8 @@ def distinct(texts: Sequence[str], n: int) -> float | None:
 def flags(text: str, templates: Templates | None) -> dict[str, bool]:
     """The per-answer flags of ``SHARES``."""
     out = {"repeated_line": repeated_line(text), "ngram_loop": ngram_loop(text),
-           "template": bool(templates is not None and templates.matches(text)), "header_end": header_end(text)}
+           "template": bool(templates is not None and templates.matches(text)), "header_end": header_end(text),
+           "number_run": number_run(text)}
     out["degenerate"] = any(out.values())
     return out
 

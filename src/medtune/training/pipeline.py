@@ -60,12 +60,14 @@ class RunResult:
 
 def prepare_data(cfg: RunConfig, run: RunDir) -> dict:
     """The data stage into ``run.data``; returns the data card. ``data.max_tokens`` counts tokens with the
-    base model's own tokenizer (without a limit no tokenizer is loaded)."""
+    base model's own tokenizer (without a limit no tokenizer is loaded). An SFT stage trains on a preference
+    pair's prompt and chosen answer only, so its dedupe compares those (two pairs of one prompt and chosen answer
+    with different rejected answers would train the chosen answer twice)."""
     from medtune.core.models import base_tokenizer
     from medtune.data import prepare as data_prepare
 
     tokenizer = base_tokenizer(cfg.model) if cfg.data.max_tokens else None
-    prepared = data_prepare.prepare(cfg.data, tokenizer)
+    prepared = data_prepare.prepare(cfg.data, tokenizer, rejected=cfg.train.method != "sft")
     data_prepare.write(prepared, run.data)
     return prepared.card
 
