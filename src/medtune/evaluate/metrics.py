@@ -16,8 +16,9 @@ def lower_is_better(metric: str) -> bool:
     ``mcq.medqa.eval_loss``, ``loss on <stage> held-out``); every other metric (ROUGE, BLEU,
     BERTScore, accuracy) is better higher, except the shares of degenerate answers (``degeneration.template``...).
     The one definition the report, stage table, sweep and CLI use."""
-    degenerate = ("degenerate", "repeated_line", "ngram_loop", "template", "header_end", "number_run")  # evaluate.degeneration.SHARES
-    return any(word in metric for word in LOWER_IS_BETTER_WORDS) or metric.rsplit(".", 1)[-1] in degenerate
+    from medtune.evaluate.degeneration import SHARES
+
+    return any(word in metric for word in LOWER_IS_BETTER_WORDS) or metric.rsplit(".", 1)[-1] in SHARES
 
 
 def significance(diff: dict) -> str:

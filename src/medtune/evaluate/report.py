@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from medtune.core.atomic import atomic_file, write_json, write_text
 from medtune.core.rundir import RunDir
+from medtune.evaluate.degeneration import SHARES
 from medtune.evaluate.metrics import METRICS, significance
 
 
@@ -116,12 +117,11 @@ def metrics_markdown(entry: dict, names: list[str]) -> str:
     return table(["metric", *names, *(["change (95% CI)", "significant"] if paired else [])], rows)
 
 
-DEGENERATION_ROWS = ("degenerate", "repeated_line", "ngram_loop", "template", "header_end", "number_run", "distinct_1", "distinct_2",
-                     "ends_on_eos", "mean_words", "length_ratio")
+DEGENERATION_ROWS = (*SHARES, "distinct_1", "distinct_2", "ends_on_eos", "mean_words", "length_ratio")
 
 
 def degeneration_markdown(deg: dict | None, names: list[str]) -> str:
-    """Degeneration measures per model and for the references (lower is better for the first six shares)."""
+    """Degeneration measures per model and for the references (lower is better for the ``SHARES``)."""
     if not deg:
         return "(none)"
     cols = [*names, "reference"]

@@ -9,7 +9,7 @@ For each model:
    scored), scored against the reference answers per item: ROUGE-1/2/L, sentence BLEU and
    BERTScore P/R/F1 (``metrics.py``);
 3. degeneration (``degeneration.py``): answers with a repeated line, an n-gram loop, a template
-   learned from the run's training answers or a list header at the end, distinct-1/2, the share that ended on EOS, length
+   learned from the run's training answers, a list header at the end or a run of numbers, distinct-1/2, the share that ended on EOS, length
    against the reference;
 4. the same (loss, answers, metrics, degeneration) on every external question set (``eval.sets``,
    ``medtune eval RUN --data kind:path``): e.g. a source held out of training;

@@ -241,12 +241,10 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
                 more, gone = more_prompts(cfg)
                 prompts, left_out = prompts + more, left_out + gone
     responder, spec = Responder(generator, cfg, guardrails=False), _spec()
-    own_answer = [p.category == "benign" for p in prompts]  # self-answered: the answer becomes the chosen one
-    raw = dict(zip((i for i, own in enumerate(own_answer) if not own), responder.answer_batch(
-        [p.text for p, own in zip(prompts, own_answer, strict=True) if not own], progress=progress), strict=True))
-    raw.update(zip((i for i, own in enumerate(own_answer) if own), responder.answer_batch(
-        [p.text for p, own in zip(prompts, own_answer, strict=True) if own], progress=progress,
-        **({"max_new_tokens": answer_tokens} if answer_tokens else {})), strict=True))
+    raw = {}  # the policy prompts, then the self-answered ones (benign: the answer becomes the chosen one) in their own batches
+    for self_answered, budget in ((False, {}), (True, {"max_new_tokens": answer_tokens} if answer_tokens else {})):
+        picked = [i for i, p in enumerate(prompts) if (p.category == "benign") == self_answered]
+        raw.update(zip(picked, responder.answer_batch([prompts[i].text for i in picked], progress=progress, **budget), strict=True))
     region, pairs, own = cfg.guardrails.resources, [], Counter()
     openings = itertools.cycle(spec["refusal_openings"])
     rotation = (lambda text, chosen: emergency_reply(region, text), lambda text, chosen: harmful_reply(region),
