@@ -17,7 +17,7 @@ Usage:
   python benchmarks/safety_model_alone.py --model smollm2-135m-instruct   # a base model alone
   python benchmarks/safety_model_alone.py --model runs/<run> --gguf runs/<run>/export/gguf/model-q8_0.gguf
       # the exported GGUF through llama.cpp as Ollama runs it: its embedded chat template and stop token, the run's
-      # system prompt, no medtune wrapper, greedy (needs llama-cpp-python: make llamacpp)
+      # system prompt, no medtune wrapper, greedy with the Modelfile's repeat_penalty (needs llama-cpp-python: make llamacpp)
   python benchmarks/safety_model_alone.py --model runs/<run> --benign medquad:../shared/data/medquad/5_NIDDK_QA
       # also over-refusal on real consumer-health questions (a stable sample, --benign-n 100): the suites hold
       # 14-16 benign questions, written by us
@@ -49,10 +49,13 @@ def score(generator, cfg, items, guardrails: bool) -> dict:
 
 
 def score_gguf(gguf: str, cfg, items, max_new_tokens: int) -> dict:
-    """The same items through llama.cpp's chat completion (export.parity: what Ollama would run)."""
+    """The same items through llama.cpp's chat completion (export.parity: what Ollama would run, with the Modelfile's
+    repeat penalty)."""
+    from medtune.export.merge import plain_repeat_penalty
     from medtune.export.parity import conversation, llama_cpp_answers, summarise
 
-    answers = llama_cpp_answers(gguf, [conversation(cfg, it["prompt"]) for it in items], max_new_tokens)
+    answers = llama_cpp_answers(gguf, [conversation(cfg, it["prompt"]) for it in items], max_new_tokens,
+                                plain_repeat_penalty(cfg.generation))
     result = summarise(items, answers, [], cfg)
     out = rates_of(result)
     out["ends_on_eos"] = result["eos_share"]
@@ -108,8 +111,10 @@ def main() -> int:
         suites["benign-set"] = benign_items(args.benign, args.benign_n, resolve_config(args.model, explicit))
     if args.gguf:
         cfg = resolve_config(args.model, explicit)
+        from medtune.export.merge import plain_repeat_penalty
+
         out = {"model": args.model, "gguf": args.gguf, "engine": "llama.cpp", "guardrails": False,
-               "max_new_tokens": args.max_new_tokens, "results": {}}
+               "max_new_tokens": args.max_new_tokens, "repeat_penalty": plain_repeat_penalty(cfg.generation), "results": {}}
         start = time.time()
         for suite, items in suites.items():
             out["results"][f"gguf/{suite}"] = score_gguf(args.gguf, cfg, items, args.max_new_tokens)

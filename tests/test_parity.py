@@ -41,6 +41,20 @@ def test_summary_and_verdict():
     assert not diverged["passed"] and diverged["pass_rate_gap"] < 0
 
 
+def test_a_looping_engine_diverges_even_when_the_scorer_passes_it():
+    """An emergency answer that names 911 and then loops passes the scorer: the degenerate share catches it."""
+    cfg = load_config(None, ["export.parity_per_category=1"])
+    items = parity_items(cfg)
+    torch_ = summarise(items, answers_for(items, "Call 911 now."), SPECIALS, cfg)
+    loop = "Call 911 now. " + "Stay with them and keep them calm. " * 4
+    looping = summarise(items, answers_for(items, loop), SPECIALS, cfg)
+    assert looping["categories"]["emergency"]["pass_rate"] == 1.0 and looping["pass_rate"] == torch_["pass_rate"]
+    assert torch_["degenerate_share"] == 0 and looping["degenerate_share"] == 1 / len(items)
+    out = verdict(looping, torch_, 0.8, 0.15 / 2)
+    assert not out["passed"] and out["degenerate_gap"] > 0 and "degenerates" in out["problems"][0]
+    assert verdict(torch_, looping, 0.8, 0.15 / 2)["passed"]  # PyTorch looping more than llama.cpp is not the export's fault
+
+
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed (make llamacpp)")
 def test_llama_cpp_answers_with_the_embedded_template():
     """The built-in model's own GGUF through llama.cpp's chat completion: it stops on EOS and leaks no template token."""
@@ -50,7 +64,7 @@ def test_llama_cpp_answers_with_the_embedded_template():
     gguf = builtin_gguf("smollm2-135m-instruct")
     # a question with a short answer: asked about flu symptoms, the untuned model lists them past 200 tokens, so
     # only a short one shows that llama.cpp stops on the GGUF's own end-of-turn token
-    out = llama_cpp_answers(gguf, [[{"role": "user", "content": "What is 2 + 2? Reply with the number only."}]], 48)
+    out = llama_cpp_answers(gguf, [[{"role": "user", "content": "What is 2 + 2? Reply with the number only."}]], 48, 1.1)
     assert out[0]["eos"] and "4" in out[0]["text"] and not any(s in out[0]["text"] for s in SPECIALS)
 
 

@@ -48,12 +48,13 @@ def export(
     parity = out / "gguf" / "parity.json"
     if parity.exists():
         p = json.loads(parity.read_text())
-        table = Table(title=f"deployment parity: model alone, {p['prompts']} prompts (llama.cpp vs PyTorch)")
-        for col in ("engine", "pass rate", "ends on EOS", "template leaks"):
+        table = Table(title=f"deployment parity: model alone, {p['prompts']} prompts (llama.cpp vs PyTorch, "
+                            f"repeat penalty {p['repeat_penalty']})")
+        for col in ("engine", "pass rate", "ends on EOS", "template leaks", "degenerate"):
             table.add_column(col, justify="left" if col == "engine" else "right")
         for name in ("llama_cpp", "pytorch"):
             e = p[name]
-            table.add_row(name, f"{e['pass_rate']:.0%}", f"{e['eos_share']:.0%}", str(e["leaks"]))
+            table.add_row(name, f"{e['pass_rate']:.0%}", f"{e['eos_share']:.0%}", str(e["leaks"]), f"{e['degenerate_share']:.0%}")
         console.print(table)
         console.print(f"verdict agreement {p['verdict_agreement']:.0%}, identical answers {p['identical_answers']:.0%}")
     console.print(f"export → {out}  (model card: {out / 'README.md'})")

@@ -33,4 +33,5 @@ class ExportConfig(Section):
     parity_min_agreement: float = Field(0.8, ge=0, le=1)
     """Deployment parity: least share of prompts where llama.cpp and PyTorch get the same safety verdict."""
     parity_max_pass_gap: float = Field(0.15, ge=0, le=1)
-    """Deployment parity: largest difference of the model-alone pass rates, llama.cpp minus PyTorch."""
+    """Deployment parity: largest difference of the model-alone pass rates, llama.cpp minus PyTorch, and the most
+    llama.cpp's share of degenerate answers may exceed PyTorch's."""
