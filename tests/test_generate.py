@@ -116,3 +116,29 @@ def test_repeat_blocking_counts_the_answer_not_the_prompt(generator):
         answers[penalize] = gen.tokenizer.decode(new, skip_special_tokens=True)
     assert "full glass of water after breakfast" in answers[False], answers[False]
     assert "full glass of water after breakfast" not in answers[True], answers[True]
+
+
+def test_repeat_blocking_keeps_numbers(generator):
+    """A number said twice is a repeated n-gram when the tokenizer splits digits: blocking it changed a dose
+    ("500 mg ... 500 mg" came out "500 mg ... 50 mg"). Digits are never blocked; the control (no exemption) shows
+    the garbling on the same prompt."""
+    import torch
+
+    from medtune.inference.penalties import answer_penalties
+
+    gen, cfg = generator
+    assert [gen.tokenizer.decode([i]) for i in gen.digit_ids] == list("0123456789")  # SmolLM2 splits numbers into digits
+    phrase = "Take 500 mg in the morning and 500 mg at night."
+    enc = gen.tokenizer(gen.prompts([[{"role": "user", "content": f"Repeat this sentence exactly, once: {phrase}"}]]),
+                        return_tensors="pt", add_special_tokens=False)
+    length = enc["input_ids"].shape[1]
+    greedy = cfg.model_copy(update={"temperature": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 4, "penalize_prompt": False})
+    answers = {}
+    for name, processors in (("medtune", gen._kwargs(greedy, 30, None, length)["logits_processor"]),
+                             ("no exemption", answer_penalties(1.0, 4, length))):
+        with torch.inference_mode():
+            out = gen.model.generate(**enc, max_new_tokens=30, do_sample=False, temperature=None, top_p=None, top_k=None,
+                                     logits_processor=processors, pad_token_id=gen.tokenizer.pad_token_id)
+        answers[name] = gen.tokenizer.decode(out[0, length:], skip_special_tokens=True)
+    assert answers["medtune"].count("500") == 2, answers
+    assert answers["no exemption"].count("500") == 1, answers  # the second dose was changed

@@ -12,6 +12,7 @@ threads, each with its own system prompt.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,13 @@ class Generator:
             ids.add(tid)
         return sorted(i for i in ids if i is not None)
 
+    @functools.cached_property
+    def digit_ids(self) -> list[int]:
+        """The tokenizer's all-digit tokens: answer-only n-gram blocking leaves them alone (``inference.penalties``)."""
+        from medtune.inference.penalties import digit_ids
+
+        return digit_ids(self.tokenizer)
+
     def _kwargs(self, cfg: GenerationConfig, max_new_tokens: int | None, temperature: float | None, prompt_length: int) -> dict:
         """``model.generate`` arguments for prompts padded to ``prompt_length`` tokens."""
         temperature = cfg.temperature if temperature is None else temperature
@@ -57,7 +65,8 @@ class Generator:
         else:
             from medtune.inference.penalties import answer_penalties
 
-            kw["logits_processor"] = answer_penalties(cfg.repetition_penalty, cfg.no_repeat_ngram_size, prompt_length)
+            digits = self.digit_ids if cfg.no_repeat_ngram_size else ()
+            kw["logits_processor"] = answer_penalties(cfg.repetition_penalty, cfg.no_repeat_ngram_size, prompt_length, digits)
         if temperature >= GREEDY_BELOW:
             kw.update(do_sample=True, temperature=temperature, top_p=cfg.top_p)
         else:
