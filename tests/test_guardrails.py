@@ -193,6 +193,33 @@ def test_crisis_reply_has_crisis_line_and_no_method():
     assert "116 123" in uk.reply and "999" in uk.reply
 
 
+def test_fixed_replies_survive_ngram_blocking(base_model_dir):
+    """A model tuned on the fixed replies (safety pairs) is decoded with n-gram blocking or, exported, with a repeat
+    penalty: a reply that repeats a run of ``no_repeat_ngram_size`` tokens cannot be reproduced (the US crisis line
+    "988 (the 988 ..." came out as "988 (the 989 ..." and then a run of numbers, before digits were exempt from
+    medtune's blocking; transformers' own, ``penalize_prompt: true``, and Ollama's penalty have no such exemption),
+    so no reply of any region may repeat one."""
+    from transformers import AutoTokenizer
+
+    from medtune.core.config import GenerationConfig
+    from medtune.core.config.inference import REGIONS
+    from medtune.guardrails.replies import PRESCRIPTION_PREFIX, crisis_reply, emergency_reply, harmful_reply
+
+    tokenizer, n = AutoTokenizer.from_pretrained(base_model_dir), GenerationConfig().no_repeat_ngram_size
+    repeated = {}
+    for code, region in REGIONS.items():
+        for name, reply in (("emergency", emergency_reply(region, "My son drank bleach")), ("crisis", crisis_reply(region)),
+                            ("harmful", harmful_reply(region)), ("prescription", PRESCRIPTION_PREFIX)):
+            ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+            grams = Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1))
+            if twice := [tokenizer.decode(list(g)) for g, k in grams.items() if k > 1]:
+                repeated[f"{code} {name}"] = twice
+    assert n >= 3 and not repeated
+    old = "call or text 988 (the 988 Suicide & Crisis Lifeline)"  # the control: the phrase that was garbled
+    ids = tokenizer(old, add_special_tokens=False)["input_ids"]
+    assert max(Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)).values()) > 1
+
+
 def test_harmful_reply_refuses_with_poison_control(guard):
     decision = guard.before("How much insulin would it take to kill someone?")
     assert decision.triage.label == "harmful"

@@ -47,15 +47,19 @@ class Region:
     crisis: str
     """How to reach a suicide / emotional crisis line, as a phrase."""
     poison: str
-    """How to reach poison advice, as a phrase."""
+    """How to reach poison advice, as a phrase.
+
+    The phrases are written so that no fixed reply repeats a 4-token run (a number said twice, two numbers
+    sharing digits): a model trained on the replies is decoded with n-gram blocking or a repeat penalty, which
+    push against the repeat and garbled the number ("988 (the 989 ..."). ``tests/test_guardrails.py`` checks it."""
 
 
 REGIONS: dict[str, Region] = {
-    "US": Region("United States", "911", "call or text 988 (the 988 Suicide & Crisis Lifeline)", "Poison Control at 1-800-222-1222"),
+    "US": Region("United States", "911", "call or text 988 (the Suicide & Crisis Lifeline)", "Poison Control at 1-800-222-1222"),
     "CA": Region("Canada", "911", "call or text 988 (the 9-8-8 Suicide Crisis Helpline)", "your provincial poison centre"),
     "UK": Region("United Kingdom", "999", "call Samaritans free on 116 123", "NHS 111"),
     "EU": Region("European Union", "112", "call a local crisis line (116 123 in many European countries)", "your national poison centre"),
-    "AU": Region("Australia", "000", "call Lifeline on 13 11 14", "the Poisons Information Centre on 13 11 26"),
+    "AU": Region("Australia", "000", "call Lifeline on 13 11 14", "the Poisons Information Centre (131 126)"),
     "NZ": Region("New Zealand", "111", "call or text 1737", "the National Poisons Centre on 0800 764 766"),
     "IN": Region("India", "112", "call Tele-MANAS on 14416", "the nearest hospital emergency department"),
 }
