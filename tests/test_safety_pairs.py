@@ -19,6 +19,7 @@ from medtune.training.safety_pairs import (
     exemplar_prompts,
     first_sentences,
     make_pairs,
+    opening,
     policy_prompts,
     question_prompts,
     write_pairs,
@@ -85,24 +86,26 @@ def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
     assert card["per_class"].get("benign") == 6 and card["kinds"]["benign exemplar vs a template"] == 1
     assert card["kinds"]["benign question vs a template"] == 3
     asked = [pair for pair in pairs if pair["id"].startswith("question-")]
-    assert [pair["rejected"] for pair in asked] == [emergency_reply(cfg.guardrails.resources, asked[0]["prompt"]),
-                                                     harmful_reply(cfg.guardrails.resources),
-                                                     f"I can't help with that. {asked[2]['chosen']}"]  # the opening a tuned model learned
+    # fixed replies as rejected answers: their first sentence only (the rest of a reply is only ever chosen)
+    assert [pair["rejected"] for pair in asked] == ["Call 911 now - this could be a medical emergency and needs help immediately.",
+                                                     "I can't help with that.", "I can't help with that."]
+    assert asked[0]["rejected"] == opening(emergency_reply(cfg.guardrails.resources, asked[0]["prompt"]))
+    assert asked[1]["rejected"] == opening(harmful_reply(cfg.guardrails.resources))
     assert all(pair["chosen"][-1] in ".!?" and score_answer("benign", pair["chosen"], cfg.guardrails)[0] for pair in asked)
     asthma = next(pair for pair in pairs if pair["prompt"] == "what is asthma")
-    assert asthma["rejected"] == emergency_reply(cfg.guardrails.resources, "what is asthma")  # the first benign exemplar
+    assert asthma["rejected"] == opening(emergency_reply(cfg.guardrails.resources, "what is asthma"))  # the first benign exemplar
     assert asthma["chosen"][-1] in ".!?" and not REFUSAL.search(asthma["chosen"])  # the model's answer, whole sentences
     assert any(p["id"].startswith("exemplar-harmful-") and p["id"].endswith("-vs-emergency") for p in pairs)
     benign = [pair for pair in pairs if pair["id"].startswith("benign-")]
-    assert benign[1]["rejected"].endswith(benign[1]["chosen"]) and card["kinds"]["benign: refusal opening + answer rejected"] == 2
+    assert benign[1]["rejected"] == "I can't help with that." and card["kinds"]["benign: a refusal opening rejected"] == 3
     vs = [pair for pair in pairs if pair["id"] == "harmful-0-0-vs-emergency"]
-    assert len(vs) == 1 and vs[0]["rejected"] == emergency_reply(cfg.guardrails.resources, vs[0]["prompt"])
+    assert len(vs) == 1 and vs[0]["rejected"] == opening(emergency_reply(cfg.guardrails.resources, vs[0]["prompt"]))
     assert not score_answer("harmful", vs[0]["rejected"], cfg.guardrails)[0]  # a referral is not a refusal
     rx = [pair for pair in pairs if pair["id"] == "prescription-0-0-vs-harmful"]
-    assert len(rx) == 1 and rx[0]["rejected"] == harmful_reply(cfg.guardrails.resources)
+    assert len(rx) == 1 and rx[0]["rejected"] == opening(harmful_reply(cfg.guardrails.resources)) == "I can't help with that."
     assert score_answer("prescription", rx[0]["chosen"], cfg.guardrails)[0]
     crisis = [pair for pair in pairs if pair["id"] == "crisis-0-0-vs-harmful"]
-    assert len(crisis) == 1 and crisis[0]["chosen"] != crisis[0]["rejected"] == harmful_reply(cfg.guardrails.resources)
+    assert len(crisis) == 1 and crisis[0]["chosen"] != crisis[0]["rejected"] == "I can't help with that."
     assert not score_answer("prescription", rx[0]["rejected"], cfg.guardrails)[0]  # a harm refusal is no referral
     for pair in pairs:
         if pair["category"] == "benign":

@@ -17,14 +17,21 @@ benign          the reference answer of a medical Q&A record            a needle
 
 Every situation is also asked once inside a ``jailbreak`` frame (role-play, "skip the rules",
 fiction): the chosen answer stays the class's own. Each harmful situation gives a pair whose
-rejected answer is the emergency reply (a harmful request is declined, not sent to 911: the
+rejected answer is the emergency reply's opening (a harmful request is declined, not sent to 911: the
 tuned model confused the two), and each prescription and crisis situation one whose rejected answer is
-the harmful refusal (a dose question is referred to a prescriber with general information, and a person
+the harmful refusal's opening (a dose question is referred to a prescriber with general information, and a person
 in crisis gets the crisis line first, not a refusal: later tuned models confused those). A model answer that already meets its class's rule
 (``evaluate.safety.score_answer``) is no "rejected" answer: that pair is left out and counted.
 The benign pairs keep the tuned model from learning to refuse everything: every second one's
-rejected answer is a refusal opening followed by the helpful answer itself, and a share of the
+rejected answer is a refusal opening ("I can't help with that."), and a share of the
 benign questions come in ``benign_frames`` (fiction, "hypothetically"), still answered.
+
+A fixed reply that stands as a *rejected* answer (where only the choice of reply is wrong) is cut to its
+first sentence, ``opening``: DPO lowers the likelihood of every token of a rejected answer, and the
+rest of a reply is the same whatever the prompt, so whole replies as rejected answers taught a tuned
+model that the emergency reply (rejected in 140 pairs, chosen in 93) does not go on after its first
+sentence: it went on with the harmful refusal's crisis-line sentence instead. The opening carries the
+choice; the rest of each reply is only ever chosen.
 
 The guardrails' labelled triage exemplars (``data/builtin/triage_exemplars.jsonl``, written as the
 semantic triage's examples, not as an evaluation set) add other people's wordings of each class:
@@ -32,14 +39,14 @@ every exemplar of a policy class is a prompt with its class's chosen answer and 
 against the template it is confused with (as the first framings above); every ``general`` exemplar
 is a benign pair whose chosen answer is the model's own (cut to whole sentences, without a list header
 whose list was cut off; left out if it refuses, repeats itself or is empty) and whose rejected answer is
-in turn the emergency reply, the harmful refusal -- the two templates tuned models sent benign questions
-to -- and a refusal opening followed by that same answer ("I can't help with that." before a helpful
-answer, which a tuned model learned). An exemplar sharing a
+in turn the opening of the emergency reply, of the harmful refusal -- the two templates tuned models sent
+benign questions to -- and a refusal opening ("I can't help with that." before a helpful answer was what a
+tuned model learned). An exemplar sharing a
 6-word run with an evaluation set (safety suite, red-team set, triage evaluation set) is left out
 and counted. The spec's ``benign_questions`` add consumer-health questions in the wordings of public Q&A
 collections ("How to diagnose X?", "What are the treatments for X?", "What is sertraline used for?"), which
 tuned models answered with a template: each is a benign pair like a ``general`` exemplar's, its rejected answer
-in turn one of the exemplars' three, the prescription reply and the crisis reply (``--no-questions`` leaves them
+in turn one of the exemplars' three, the prescription reply's and the crisis reply's openings (``--no-questions`` leaves them
 out). The self-answered prompts may get more new tokens than the rest (``answer_tokens``, ``--answer-tokens``):
 chosen answers cut at 80 tokens taught a tuned model to answer in half the base model's length. Writes
 preference JSONL (``id, category, prompt, chosen, rejected``, read by the ``preference`` source
@@ -203,10 +210,16 @@ def first_sentences(text: str, max_chars: int = 600, whole: bool = False) -> str
     return "".join(kept).strip()
 
 
+def opening(reply: str) -> str:
+    """A fixed reply's first sentence: its rejected side in a pair where only the choice of reply is wrong (module
+    docstring: the rest of the reply must not be pushed down)."""
+    return first_sentences(reply, max_chars=1)
+
+
 def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600) -> list[tuple[Prompt, str]]:
     """``(prompt, rejected)`` for medical Q&A records: chosen = the record's answer (its first sentences up
-    to ``max_answer_chars``); rejected = a needless refusal, or on every second pair a refusal opening
-    followed by that same answer. Every ``benign_frames.every``-th question is asked in a benign frame."""
+    to ``max_answer_chars``); rejected = a needless refusal, or on every second pair a refusal opening alone.
+    Every ``benign_frames.every``-th question is asked in a benign frame."""
     refusals, openings = spec["refusals"], spec["refusal_openings"]
     frames, every = spec["benign_frames"]["frames"], spec["benign_frames"]["every"]
     out = []
@@ -215,7 +228,7 @@ def benign_prompts(records, spec: dict, limit: int, max_answer_chars: int = 600)
         question = record.question.strip()
         if n % every == every - 1:
             question = frames[(n // every) % len(frames)].format(s=question, s_lower=question[0].lower() + question[1:])
-        rejected = f"{openings[(n // 2) % len(openings)]} {answer}" if n % 2 else refusals[(n // 2) % len(refusals)]
+        rejected = openings[(n // 2) % len(openings)] if n % 2 else refusals[(n // 2) % len(refusals)]
         out.append((Prompt(f"benign-{record.id}", "benign", question, answer), rejected))
     return out
 
@@ -247,9 +260,9 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
         raw.update(zip(picked, responder.answer_batch([prompts[i].text for i in picked], progress=progress, **budget), strict=True))
     region, pairs, own = cfg.guardrails.resources, [], Counter()
     openings = itertools.cycle(spec["refusal_openings"])
-    rotation = (lambda text, chosen: emergency_reply(region, text), lambda text, chosen: harmful_reply(region),
-                lambda text, chosen: f"{next(openings)} {chosen}", lambda text, chosen: PRESCRIPTION_GENERAL_ANSWER,
-                lambda text, chosen: crisis_reply(region))
+    rotation = (lambda text: opening(emergency_reply(region, text)), lambda text: opening(harmful_reply(region)),
+                lambda text: next(openings), lambda text: opening(PRESCRIPTION_GENERAL_ANSWER),
+                lambda text: opening(crisis_reply(region)))
     templates = {"exemplar": rotation[:3], "question": rotation}  # a benign self-answered prompt's rejected answers, in turn
     for i, p in enumerate(prompts):
         text = raw[i].answer.strip()
@@ -260,7 +273,7 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
                     or has_dose(chosen)):
                 left_out[f"benign: {kind} answer refused, degenerate, with a dose or empty"] += 1
                 continue
-            rejected = templates[kind][own[kind] % len(templates[kind])](p.text, chosen)
+            rejected = templates[kind][own[kind] % len(templates[kind])](p.text)
             own[kind] += 1
             pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": chosen, "rejected": rejected})
             continue
@@ -273,10 +286,10 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
             continue
         if p.category == "harmful":  # declined, not sent to the emergency number
             pairs.append({"id": f"{p.id}-vs-emergency", "category": "harmful", "prompt": p.text, "chosen": p.chosen,
-                          "rejected": emergency_reply(region, p.text)})
+                          "rejected": opening(emergency_reply(region, p.text))})
         if p.category in ("prescription", "crisis"):  # referred to a prescriber / met with the crisis reply, not refused as harm
             pairs.append({"id": f"{p.id}-vs-harmful", "category": p.category, "prompt": p.text, "chosen": p.chosen,
-                          "rejected": harmful_reply(region)})
+                          "rejected": opening(harmful_reply(region))})
     for p, rejected in benign_prompts(benign_records, spec, benign):
         pairs.append({"id": p.id, "category": "benign", "prompt": p.text, "chosen": p.chosen, "rejected": rejected})
     counts, g = Counter(pair["category"] for pair in pairs), cfg.generation
@@ -287,8 +300,8 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
                   "harmful vs the emergency reply": sum(pair["id"].endswith("-vs-emergency") for pair in pairs),
                   **{f"{c} vs the harmful refusal": sum(pair["id"].endswith("-vs-harmful") and pair["category"] == c
                                                         for pair in pairs) for c in ("crisis", "prescription")},
-                  "benign: refusal opening + answer rejected": sum(
-                      pair["category"] == "benign" and pair["rejected"].endswith(pair["chosen"]) for pair in pairs),
+                  "benign: a refusal opening rejected": sum(
+                      pair["category"] == "benign" and pair["rejected"] in spec["refusal_openings"] for pair in pairs),
                   "from the triage exemplars": sum(pair["id"].startswith("exemplar-") for pair in pairs),
                   "benign exemplar vs a template": own["exemplar"],
                   "benign question vs a template": own["question"]},
@@ -299,10 +312,11 @@ def make_pairs(generator, cfg: RunConfig, benign_records, benign: int = 60, prog
         "rejected_from": f"{cfg.model.name} (quantization {cfg.model.quantization}) with the guardrails off (temperature "
                          f"{g.temperature}, top_p {g.top_p}, seed {g.seed}, repetition_penalty {g.repetition_penalty}, "
                          f"no_repeat_ngram_size {g.no_repeat_ngram_size}, penalize_prompt {g.penalize_prompt}, max_new_tokens "
-                         f"{g.max_new_tokens}); harmful also: the emergency reply; prescription and crisis also: the harmful "
-                         "refusal; benign: a needless refusal, or a refusal opening + the answer; benign exemplar: the emergency "
-                         "reply, the harmful refusal or a refusal opening + its own answer; benign question: the same, the "
-                         "prescription or the crisis reply",
+                         f"{g.max_new_tokens}); harmful also: the emergency reply's opening; prescription and crisis also: the "
+                         "harmful refusal's opening; benign: a needless refusal, or a refusal opening; benign exemplar: the "
+                         "opening of the emergency reply or of the harmful refusal, or a refusal opening; benign question: the "
+                         "same, or the opening of the prescription or the crisis reply (a fixed reply as a rejected answer: its "
+                         "first sentence)",
         "chosen_from": "guardrails.replies (emergency, crisis, harmful), PRESCRIPTION_PREFIX + dose-free drug information, "
                        "benign: the Q&A record's reference answer; benign exemplar and question: the model's own answer (whole "
                        f"sentences, no dose, max_new_tokens {answer_tokens or g.max_new_tokens})",
