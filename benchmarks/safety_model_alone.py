@@ -48,14 +48,12 @@ def score(generator, cfg, items, guardrails: bool) -> dict:
     return rates_of(run_safety_suite(generator, cfg, items, progress=True, guardrails=guardrails))
 
 
-def score_gguf(gguf: str, cfg, items, max_new_tokens: int) -> dict:
+def score_gguf(gguf: str, cfg, items, max_new_tokens: int, repeat_penalty: float) -> dict:
     """The same items through llama.cpp's chat completion (export.parity: what Ollama would run, with the Modelfile's
-    repeat penalty)."""
-    from medtune.export.merge import plain_repeat_penalty
+    ``repeat_penalty``)."""
     from medtune.export.parity import conversation, llama_cpp_answers, summarise
 
-    answers = llama_cpp_answers(gguf, [conversation(cfg, it["prompt"]) for it in items], max_new_tokens,
-                                plain_repeat_penalty(cfg.generation))
+    answers = llama_cpp_answers(gguf, [conversation(cfg, it["prompt"]) for it in items], max_new_tokens, repeat_penalty)
     result = summarise(items, answers, [], cfg)
     out = rates_of(result)
     out["ends_on_eos"] = result["eos_share"]
@@ -113,11 +111,12 @@ def main() -> int:
         cfg = resolve_config(args.model, explicit)
         from medtune.export.merge import plain_repeat_penalty
 
+        penalty = plain_repeat_penalty(cfg.generation)
         out = {"model": args.model, "gguf": args.gguf, "engine": "llama.cpp", "guardrails": False,
-               "max_new_tokens": args.max_new_tokens, "repeat_penalty": plain_repeat_penalty(cfg.generation), "results": {}}
+               "max_new_tokens": args.max_new_tokens, "repeat_penalty": penalty, "results": {}}
         start = time.time()
         for suite, items in suites.items():
-            out["results"][f"gguf/{suite}"] = score_gguf(args.gguf, cfg, items, args.max_new_tokens)
+            out["results"][f"gguf/{suite}"] = score_gguf(args.gguf, cfg, items, args.max_new_tokens, penalty)
         return report(out, args, start)
     generator, cfg = load_generator(args.model, quantization="none", cfg=explicit)
     generation = cfg.generation.model_copy(update={"max_new_tokens": args.max_new_tokens, "temperature": 0.0})

@@ -206,18 +206,20 @@ def test_fixed_replies_survive_ngram_blocking(base_model_dir):
     from medtune.guardrails.replies import PRESCRIPTION_PREFIX, crisis_reply, emergency_reply, harmful_reply
 
     tokenizer, n = AutoTokenizer.from_pretrained(base_model_dir), GenerationConfig().no_repeat_ngram_size
+
+    def repeated_runs(text: str) -> list[str]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        grams = Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1))
+        return [tokenizer.decode(list(g)) for g, k in grams.items() if k > 1]
+
     repeated = {}
     for code, region in REGIONS.items():
         for name, reply in (("emergency", emergency_reply(region, "My son drank bleach")), ("crisis", crisis_reply(region)),
                             ("harmful", harmful_reply(region)), ("prescription", PRESCRIPTION_PREFIX)):
-            ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
-            grams = Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1))
-            if twice := [tokenizer.decode(list(g)) for g, k in grams.items() if k > 1]:
+            if twice := repeated_runs(reply):
                 repeated[f"{code} {name}"] = twice
     assert n >= 3 and not repeated
-    old = "call or text 988 (the 988 Suicide & Crisis Lifeline)"  # the control: the phrase that was garbled
-    ids = tokenizer(old, add_special_tokens=False)["input_ids"]
-    assert max(Counter(tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)).values()) > 1
+    assert repeated_runs("call or text 988 (the 988 Suicide & Crisis Lifeline)")  # the control: the phrase that was garbled
 
 
 def test_harmful_reply_refuses_with_poison_control(guard):

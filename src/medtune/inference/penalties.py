@@ -29,8 +29,6 @@ class AnswerNoRepeatNGram(NoRepeatNGramLogitsProcessor):
         self.digit_ids = list(digit_ids)
 
     def __call__(self, input_ids, scores):
-        if not self.digit_ids:
-            return super().__call__(input_ids[:, self.prompt_length :], scores)
         digits = scores[:, self.digit_ids].clone()
         scores = super().__call__(input_ids[:, self.prompt_length :], scores)
         scores[:, self.digit_ids] = digits
