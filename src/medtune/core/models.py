@@ -243,18 +243,17 @@ def load_model(
     return model
 
 
-def keep_4bit_trainable(model) -> int:
-    """Stop bitsandbytes from repacking 4-bit weights for its CPU kernel; returns how many layers it applies to.
+def keep_4bit_trainable(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for its CPU kernel.
 
     On a CPU with AVX512_BF16, bitsandbytes (0.50) repacks a ``Linear4bit`` weight the first time the layer runs
     in eval mode without gradients (any evaluation or generation before training), and the packed kernel
     (``gemv_4bit``) has no autograd: from then on no gradient flows back through that layer, so QLoRA after an
     evaluation silently trains only the adapters above the last 4-bit layer (the overfit test in
     ``tests/test_train.py`` barely moved its loss on such a machine). Other CPUs and GPUs never repack."""
-    layers = [m for m in model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
-    for m in layers:
-        m.support_avx512bf16_for_cpu = False
-    return len(layers)
+    for m in model.modules():
+        if hasattr(m, "support_avx512bf16_for_cpu"):
+            m.support_avx512bf16_for_cpu = False
 
 
 def base_tokenizer(cfg: ModelConfig, resolved: ResolvedModel | None = None):
