@@ -379,6 +379,35 @@ def test_pubmedqa_id_filters():
     assert reasoning.left_out == {"in without_ids (pubmedqa_test_ids.json)": 1}
 
 
+def test_pubmedqa_context_conclusion_or_both(tmp_path):
+    path = FIXTURES / "pubmedqa_ori.json"
+    abstract, conclusion, both = (
+        {r.id: r for r in load_source("pubmedqa", path, context=c)} for c in ("abstract", "conclusion", "both")
+    )
+    key = "pubmedqa_ori-900002"
+    summary = "In this diary study coffee intake was not associated with how often migraines occurred."
+    assert conclusion[key].meta["stem"] == f"{summary}\nIs coffee intake associated with migraine frequency?"
+    assert both[key].meta["stem"] == abstract[key].meta["stem"].replace("\nIs coffee", f"\n{summary}\nIs coffee")
+    assert summary not in abstract[key].meta["stem"]  # the default stays the paper's reasoning-required setting
+    assert conclusion[key].answer == abstract[key].answer == "B"
+    # the benchmark side takes the same option and keeps the conclusion as the item's context
+    from medtune.core.config import MCQBenchmark
+    from medtune.evaluate.mcq import load_benchmark
+
+    bench = MCQBenchmark(name="p", kind="pubmedqa", path=str(path), options={"context": "conclusion"})
+    item = {it.id: it for it in load_benchmark(bench)}[key]
+    assert item.context == summary and item.question == "Is coffee intake associated with migraine frequency?"
+    rows = json.loads(path.read_text())
+    rows["900003"]["LONG_ANSWER"] = ""
+    (tmp_path / "p.json").write_text(json.dumps(rows))
+    with pytest.raises(DataError) as e:
+        load_source("pubmedqa", tmp_path / "p.json", context="conclusion")
+    assert e.value.field == "LONG_ANSWER" and "no conclusion" in str(e.value)
+    assert len(load_source("pubmedqa", tmp_path / "p.json")) == 3  # the abstract setting does not need one
+    with pytest.raises(DataError, match="context must be one of"):
+        load_source("pubmedqa", path, context="summary")
+
+
 @pytest.mark.parametrize(
     "change, field, message",
     [

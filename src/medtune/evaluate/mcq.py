@@ -67,7 +67,7 @@ def load_benchmark(bench, seed: int = 0) -> list[Item]:
 
     kind = bench.kind or (bench.name if bench.name in HUB else "mcq")
     path = bench.path
-    options: dict = {}
+    options: dict = dict(bench.options)
     if path is None:
         if kind not in HUB:
             raise DataError(f"eval.mcq[{bench.name}]", f"give a path (no usual Hub id for kind {kind!r})", field="path")

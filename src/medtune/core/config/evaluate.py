@@ -22,6 +22,8 @@ class MCQBenchmark(Section):
     """Score a seeded sample of this many items (None = all)."""
     only_ids: str | None = None
     """PubMedQA: JSON file of ids to keep (e.g. pubmedqa/test_ground_truth.json)."""
+    options: dict[str, Any] = {}
+    """Adapter options (e.g. PubMedQA's context: conclusion)."""
 
 
 class EvalSet(Section):
