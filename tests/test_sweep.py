@@ -6,8 +6,11 @@ import json
 import pytest
 from helpers import REPO, tiny_overrides
 
-from medtune.core.config import ConfigError, load_config
-from medtune.training.sweep import points, run_sweep, summarise, summary_markdown
+from medtune.core.config import ConfigError, load_config, point_config
+from medtune.core.rundir import RunDir
+from medtune.evaluate.metrics import rouge_items
+from medtune.evaluate.report import answers_path
+from medtune.training.sweep import finished, points, run_sweep, summarise, summary_markdown
 
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 
@@ -49,6 +52,80 @@ def test_summary_mean_ci_and_direction(tmp_path):
     assert "+1 (beyond seed noise)" in md and "1 of 1 other points differ from the best" in md
 
 
+REFERENCES = [
+    "Kidney stones are hard deposits of minerals and salts that form inside the kidneys.",
+    "Drinking plenty of water helps prevent most kinds of kidney stones.",
+    "Hepatitis C is a liver infection caused by a virus that spreads through contact with blood.",
+    "Symptoms of celiac disease include diarrhea, bloating, gas and tiredness.",
+    "Gallstones can block the bile ducts and cause sudden pain in the upper right abdomen.",
+    "People with diabetes should check their feet every day for cuts and sores.",
+    "Constipation means fewer than three bowel movements a week.",
+    "An ultrasound can show whether the liver is enlarged.",
+]
+
+
+def _answers(run_dir, set_name, answers, ids=None):
+    rows = [{"id": (ids or [f"q{i}" for i in range(len(answers))])[i], "question": "?", "reference": ref, "base": "", "finetuned": a}
+            for i, (ref, a) in enumerate(zip(REFERENCES, answers))]
+    path = answers_path(run_dir / "eval", set_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_one_seed_points_are_compared_on_the_same_answers(tmp_path):
+    """With one seed there is no seed spread: a point is set against the best on the same questions' answers
+    (paired bootstrap, recomputed from the answers files), for the held-out split's metrics and a set's."""
+    metric = "sets.niddk (held-out source).results.rougeL"
+    cfg = load_config(None, tiny_overrides(tmp_path) + [f"sweep={{grid: {{lora.r: [4, 8, 16]}}, metric: '{metric}'}}"])
+    vague = ["It depends, please ask your doctor about it." for _ in REFERENCES]
+    close = [*REFERENCES[:-1], vague[0]]  # one answer of eight worse: a difference the questions cannot tell from chance
+    dirs = [tmp_path / f"p{i}" for i in range(3)]
+    for d, answers in zip(dirs, [REFERENCES, vague, close]):
+        _answers(d, "niddk (held-out source)", answers)
+    means = [sum(r["rougeL"] for r in rouge_items(a, REFERENCES)) / len(REFERENCES) for a in (REFERENCES, vague, close)]
+    rows = [{"point": i, "seed": 42, "lora.r": r, "run_dir": str(d), metric: m} for i, (r, d, m) in enumerate(zip([4, 8, 16], dirs, means))]
+    summary = summarise(cfg, points(cfg), rows)
+    assert summary["best"] == 0 and summary["points"][0]["vs_best"] is None
+    vague_vs, close_vs = (summary["points"][i]["vs_best"] for i in (1, 2))
+    assert vague_vs["beyond_noise"] is None, "one seed: no seed noise to compare with"
+    assert vague_vs["answers"]["difference"] == pytest.approx(means[1] - means[0]) and vague_vs["answers"]["n"] == len(REFERENCES)
+    assert vague_vs["answers"]["significant"] and vague_vs["answers"]["ci"][1] < 0, "every vague answer scores lower"
+    assert close_vs["answers"]["difference"] == pytest.approx(means[2] - means[0]) and close_vs["answers"]["difference"] < 0
+    assert not close_vs["answers"]["significant"] and close_vs["answers"]["ci"][1] == pytest.approx(0)
+    md = summary_markdown(summary)
+    assert "each point is compared with the best on the same 8 answers" in md and "1 of 2 other points differ significantly" in md
+    assert md.count("paired over 8 answers") == 2 and md.count(" n.s.)") == 1
+
+    # other questions (a different sample) or a metric that is not per answer: no paired comparison
+    _answers(dirs[1], "niddk (held-out source)", vague, ids=[f"x{i}" for i in range(len(REFERENCES))])
+    assert summarise(cfg, points(cfg), rows)["points"][1]["vs_best"].get("answers") is None
+    by_loss = load_config(None, tiny_overrides(tmp_path) + ["sweep={grid: {lora.r: [4, 8, 16]}, metric: eval_loss}"])
+    loss_rows = [{**r, "eval_loss": 1.0 + i} for i, r in enumerate(rows)]
+    assert summarise(by_loss, points(by_loss), loss_rows)["points"][1]["vs_best"].get("answers") is None
+    # the held-out split's answers.jsonl backs the bare metric name
+    for d, answers in zip(dirs, [REFERENCES, vague, close]):
+        _answers(d, None, answers)
+    split = load_config(None, tiny_overrides(tmp_path) + ["sweep={grid: {lora.r: [4, 8, 16]}, metric: rougeL}"])
+    split_rows = [{**r, "rougeL": m} for r, m in zip(rows, means)]
+    assert summarise(split, points(split), split_rows)["points"][1]["vs_best"]["answers"]["significant"]
+
+
+def test_a_finished_point_is_not_run_again(tmp_path):
+    """`medtune sweep` again (after a kill): a point whose run finished with the same config is reused; one
+    without a report, or with another config, is run."""
+    cfg = load_config(None, tiny_overrides(tmp_path) + ["sweep={grid: {train.learning_rate: [1.0e-4, 2.0e-4]}}"])
+    first = point_config(cfg, points(cfg)[0], None, str(tmp_path / "points"), "p00")
+    run = RunDir.create(first)
+    assert finished(run, first) is None, "nothing written yet"
+    (run.eval).mkdir(parents=True)
+    (run.eval / "report.json").write_text(json.dumps({"results": {"finetuned": {"rougeL": 0.3}}}))
+    assert finished(run, first) is None, "no wall time in the manifest: killed before the run ended"
+    run.update_manifest(train={"steps": 7}, wall_seconds=12.0)
+    assert finished(run, first) == ({"results": {"finetuned": {"rougeL": 0.3}}}, 7)
+    other = point_config(cfg, points(cfg)[1], None, str(tmp_path / "points"), "p00")
+    assert finished(run, other) is None, "the same directory with another learning rate is run again"
+
+
 @pytest.mark.slow
 @pytest.mark.extended
 def test_two_point_sweep_writes_the_table_and_picks_the_best(tmp_path):
@@ -86,3 +163,7 @@ def test_two_point_sweep_writes_the_table_and_picks_the_best(tmp_path):
     md = (out / "sweep.md").read_text()
     assert "(best)" in md and "learning_rate=" in md
     assert json.loads((out / "sweep.json").read_text())["summary"]["best"] == summary["best"]
+    adapters = {r["run_dir"]: (tmp_path / r["run_dir"] / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns for r in rows}
+    again = run_sweep(cfg)  # both points finished: nothing is trained again, the same comparison is written
+    assert again["best"] == summary["best"]
+    assert adapters == {k: (tmp_path / k / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns for k in adapters}

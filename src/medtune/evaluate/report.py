@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -19,8 +20,8 @@ def write_report(run: RunDir, report: dict, records, references, answers: dict[s
     out = run.eval
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "report.json", report, indent=2)
-    examples = write_answers(out / "answers.jsonl", records, references, answers)
-    set_examples = {name: write_answers(out / f"answers_{_file_name(name)}.jsonl", *parts) for name, parts in (sets or {}).items()}
+    examples = write_answers(answers_path(out), records, references, answers)
+    set_examples = {name: write_answers(answers_path(out, name), *parts) for name, parts in (sets or {}).items()}
     write_text(out / "report.md", report_markdown(report, examples, set_examples))
     write_html(out / "report.html", report, examples, run.logs / "history.json", set_examples)
 
@@ -36,8 +37,12 @@ def write_answers(path, records, references, answers: dict[str, list[str]]) -> l
     return rows
 
 
-def _file_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def answers_path(eval_dir: Path, set_name: str | None = None) -> Path:
+    """Where the answers of the held-out split (``answers.jsonl``) or of the external set ``set_name``
+    (``answers_<name>.jsonl``, the name with anything but letters, digits, ``-_.`` as ``_``) are written."""
+    if set_name is None:
+        return eval_dir / "answers.jsonl"
+    return eval_dir / ("answers_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in set_name) + ".jsonl")
 
 
 def degeneration_warning(report: dict) -> list[str]:

@@ -13,7 +13,14 @@ from the best beyond seed noise), ``sweep.png`` (bars with those intervals) and 
 
 Seed noise: a point differs from the best when the difference of their means on ``sweep.metric`` is more
 than ``SPREAD_FACTOR`` (2) × the seeds' standard deviation (pooled over the two points), the rule
-``seeds.md`` applies to base → tuned; it needs two seeds or more per point.
+``seeds.md`` applies to base → tuned; it needs two seeds or more per point. With one seed per point and a
+per-answer metric (ROUGE, BLEU; of the held-out split or of an ``eval.sets`` set), the point is compared with
+the best on the same answers instead: a paired bootstrap 95% interval over the questions both answered
+(question noise, not seed noise: a sweep of expensive runs can still say which differences are more than chance).
+
+A (point, seed) run that already finished with the same resolved config (its ``eval/report.json`` written and
+the manifest's wall time recorded) is not run again: ``medtune sweep`` after a kill goes on from the first
+unfinished run, and the comparison files are rewritten from all of them.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ import yaml
 from tabulate import tabulate
 
 from medtune.core.atomic import atomic_file, atomic_path, write_json, write_text
-from medtune.core.config import RunConfig, dump_config, point_config
+from medtune.core.config import ConfigError, RunConfig, dump_config, point_config
 from medtune.core.rundir import RunDir
 from medtune.evaluate.metrics import lower_is_better
+from medtune.evaluate.report import answers_path
 from medtune.training.pipeline import Events, run_one
 from medtune.training.seeds import SPREAD_FACTOR
 from medtune.training.stages import report_metrics
@@ -42,6 +50,8 @@ from medtune.training.stages import report_metrics
 log = logging.getLogger(__name__)
 
 FIRST_COLUMNS = ("train_loss", "eval_loss")
+ANSWER_METRICS = ("rouge1", "rouge2", "rougeL", "bleu")
+"""Per-answer metrics a one-seed sweep compares point by point on the same answers."""
 
 
 def points(cfg: RunConfig) -> list[dict[str, Any]]:
@@ -71,13 +81,37 @@ def run_sweep(cfg: RunConfig, events: Events | None = None) -> dict:
                 events("point", {"index": i, "count": len(todo), "label": _label(point), "seed": seed, "name": name})
             pcfg = point_config(cfg, point, seed, str(root.path / "points"), name)
             key = json.dumps(pcfg.data.model_dump(mode="json"), sort_keys=True)
-            result = run_one(pcfg, events, data_from=prepared.get(key))
-            prepared.setdefault(key, result.run.data)
-            rows.append({"point": i, "seed": pcfg.train.seed, "run_dir": str(result.run.path), **{k: point[k] for k in point},
-                         **run_metrics(result.run, result.report, result.train.steps)})
+            run = RunDir(pcfg.run_dir)
+            done = finished(run, pcfg)
+            if done is not None:
+                log.info("%s: finished earlier with this config, not run again", run.path)
+                report, steps = done
+            else:
+                result = run_one(pcfg, events, data_from=prepared.get(key))
+                run, report, steps = result.run, result.report, result.train.steps
+            prepared.setdefault(key, run.data)
+            rows.append({"point": i, "seed": pcfg.train.seed, "run_dir": str(run.path), **{k: point[k] for k in point},
+                         **run_metrics(run, report, steps)})
     summary = summarise(cfg, todo, rows)
     write_outputs(cfg, root.path, rows, summary)
     return summary
+
+
+def finished(run: RunDir, cfg: RunConfig) -> tuple[dict, int] | None:
+    """``(report, steps)`` of a run that finished (report written, wall time in the manifest) with the resolved
+    config ``cfg``; None when it has not, or ran with another config (it is then run again, over it)."""
+    manifest = run.manifest() if run.is_run() else {}
+    report = run.eval / "report.json"
+    if "wall_seconds" not in manifest or not report.is_file():
+        return None
+    try:
+        same = run.load_config().model_dump(mode="json") == cfg.model_dump(mode="json")
+    except (ConfigError, OSError) as e:  # a config an older medtune wrote: run the point again
+        log.warning("%s: its config no longer loads (%s); running it again", run.config, e)
+        return None
+    if not same:
+        return None
+    return json.loads(report.read_text()), int(manifest.get("train", {}).get("steps", 0))
 
 
 def run_metrics(run: RunDir, report: dict, steps: int) -> dict[str, float]:
@@ -130,6 +164,8 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
     best = (min if lower else max)(scored, key=lambda p: p["metrics"][metric]["mean"])
     for p in scored:
         p["vs_best"] = None if p is best else versus(p["metrics"][metric], best["metrics"][metric])
+        if p is not best and p["vs_best"]["beyond_noise"] is None:
+            p["vs_best"]["answers"] = paired_answers(cfg, metric, rows, p["point"], best["point"])
     return {"metric": metric, "lower_is_better": lower, "metrics": metrics, "points": per_point, "best": best["point"],
             "best_values": best["values"], "seeds": cfg.sweep.seeds}
 
@@ -141,6 +177,48 @@ def versus(point: dict, best: dict) -> dict:
         return {"difference": diff, "sd": None, "beyond_noise": None}
     sd = math.sqrt((point["sd"] ** 2 + best["sd"] ** 2) / 2)
     return {"difference": diff, "sd": sd, "beyond_noise": abs(diff) > SPREAD_FACTOR * sd}
+
+
+def item_values(run_dir: str | Path, metric: str) -> tuple[list[str], list[float]] | None:
+    """The question ids and per-answer values of ``metric`` for a run's tuned model, recomputed from its answers
+    file (``rougeL`` → ``eval/answers.jsonl``; ``sets.<name>.results.rougeL`` → that set's file) with the
+    functions the report used; None for any other metric or a missing file."""
+    from medtune.evaluate.metrics import bleu_items, rouge_items
+
+    parts = metric.split(".")
+    if parts[-1] not in ANSWER_METRICS:
+        return None
+    if len(parts) == 1:
+        set_name = None
+    elif len(parts) >= 4 and parts[0] == "sets" and parts[-2] == "results":
+        set_name = ".".join(parts[1:-2])
+    else:
+        return None
+    path = answers_path(Path(run_dir) / "eval", set_name)
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    answers, references = [r["finetuned"] for r in rows], [r["reference"] for r in rows]
+    values = bleu_items(answers, references) if parts[-1] == "bleu" else [r[parts[-1]] for r in rouge_items(answers, references)]
+    return [str(r["id"]) for r in rows], values
+
+
+def paired_answers(cfg: RunConfig, metric: str, rows: list[dict], point: int, best: int) -> dict | None:
+    """Point − best on ``metric`` over the answers both gave to the same questions (one seed each): a paired
+    bootstrap ``{difference, ci, significant, n}``; None when the metric is not per answer or the questions differ."""
+    from medtune.evaluate.bootstrap import paired_difference
+
+    dirs = [next((r.get("run_dir") for r in rows if r["point"] == i), None) for i in (point, best)]
+    if None in dirs:
+        return None
+    mine, theirs = item_values(dirs[0], metric), item_values(dirs[1], metric)
+    if mine is None or theirs is None:
+        return None
+    if mine[0] != theirs[0]:
+        log.warning("sweep: %s and %s answered different questions; no paired comparison on %s", *dirs, metric)
+        return None
+    diff = paired_difference(theirs[1], mine[1], samples=cfg.eval.bootstrap_samples, seed=cfg.eval.bootstrap_seed)
+    return {**diff, "n": len(mine[1])}
 
 
 def write_outputs(cfg: RunConfig, out: Path, rows: list[dict], summary: dict) -> None:
@@ -174,9 +252,14 @@ def summary_markdown(summary: dict) -> str:
     lines = ["# Sweep", "", f"Best point by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better): "
              f"**{summary['points'][summary['best']]['label']}**. Cells: mean ± 95% CI half-width across seeds (Student's t).", ""]
     rows = [[p["label"] + (" **(best)**" if p["point"] == summary["best"] else ""), *(cell(p["metrics"].get(m)) for m in ms),
-             _versus_cell(p.get("vs_best"))] for p in summary["points"]]
+             versus_cell(p.get("vs_best"))] for p in summary["points"]]
     lines.append(tabulate(rows, headers=["point", *ms, f"{summary['metric']} vs best"], tablefmt="github", disable_numparse=True))
     verdicts = [p["vs_best"]["beyond_noise"] for p in summary["points"] if p.get("vs_best")]
+    paired = [p["vs_best"]["answers"] for p in summary["points"] if p.get("vs_best") and p["vs_best"].get("answers")]
+    if paired and len(paired) == len(verdicts):
+        significant = sum(bool(a["significant"]) for a in paired)
+        lines += ["", f"One seed per point: each point is compared with the best on the same {paired[0]['n']} answers (paired bootstrap, "
+                      f"95% interval; question noise, not seed noise). {significant} of {len(paired)} other points differ significantly."]
     if verdicts and None not in verdicts:
         beyond = sum(verdicts)
         within = "" if beyond == len(verdicts) else "; the others are within it"
@@ -185,10 +268,14 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _versus_cell(v: dict | None) -> str:
+def versus_cell(v: dict | None) -> str:
     if v is None:
         return "–"
     noise = {True: "beyond seed noise", False: "within seed noise", None: "one seed"}[v["beyond_noise"]]
+    answers = v.get("answers")
+    if answers and answers.get("ci"):
+        lo, hi = answers["ci"]
+        noise += f"; paired over {answers['n']} answers [{lo:+.3g}, {hi:+.3g}]" + ("" if answers["significant"] else " n.s.")
     return f"{v['difference']:+.4g} ({noise})"
 
 
