@@ -1,12 +1,14 @@
 """The group-aware held-out split (data/split.py) and the boilerplate filter (data/boilerplate.py)."""
 
-from helpers import shared
+import pytest
+from helpers import REPO, shared, tiny_overrides
 
-from medtune.core.config import DataConfig, SourceConfig
+from medtune.core.config import DataConfig, EvalSet, SourceConfig, load_config
 from medtune.data import prepare as P
 from medtune.data.boilerplate import boilerplate_filter, fit_records, is_link_list
 from medtune.data.records import Record, write_jsonl
 from medtune.data.split import split
+from medtune.evaluate.run import load_set
 
 
 def _docs(source="a", docs=60, per_doc=3):
@@ -77,3 +79,22 @@ def test_boilerplate_on_real_medquad_finds_the_resource_lists():
     resources = [r for r in records if r.answer.startswith("These resources address")]
     assert len(resources) > 100 and sum(r not in dropped for r in resources) <= 3  # at most the cap of one template
     assert len(result.records) > len(records) / 2  # the explanations stay
+
+
+def test_eval_set_skip_takes_a_sample_apart_from_the_first(tmp_path):
+    """``eval.sets[*].skip``: the questions after the first ``skip`` of the stable order, so a final test never
+    reuses the sample that settings were chosen on; too large a skip is an error naming the set."""
+    cfg = load_config(None, tiny_overrides(tmp_path))
+    fixture = str(REPO / "tests" / "fixtures" / "qa_small.jsonl")
+    everything, _ = load_set(EvalSet(path=fixture, limit=None, skip=1), cfg, [])
+    choose, _ = load_set(EvalSet(path=fixture, limit=5), cfg, [])
+    test, left_out = load_set(EvalSet(path=fixture, limit=5, skip=5), cfg, [])
+    assert len(everything) == 13 and len(choose) == 5 and len(test) == 5
+    assert not {r.id for r in choose} & {r.id for r in test}, "the test sample is apart from the first"
+    order = [r.id for r in load_set(EvalSet(path=fixture, limit=13), cfg, [])[0]]  # the stable order's first 13 of 14
+    assert [r.id for r in choose] == order[:5] and [r.id for r in test] == order[5:10] == [r.id for r in everything][4:9]
+    assert left_out["skipped_first"] == 5 and left_out["loaded"] == 14
+    tail, _ = load_set(EvalSet(path=fixture, limit=5, skip=12), cfg, [])
+    assert len(tail) == 2 and tail[0].id == order[12] and tail[1].id not in order
+    with pytest.raises(ValueError, match=r"eval set qa_small.jsonl .*skip 14 leaves no questions"):
+        load_set(EvalSet(path=fixture, limit=5, skip=14), cfg, [])

@@ -185,8 +185,13 @@ def load_set(s: EvalSet, cfg, train: list[Record]) -> tuple[list[Record], dict]:
     if not records:
         raise ValueError(f"eval set {s.label} ({s.kind}:{s.path}): no questions left to score ({len(loaded)} loaded, all in training)")
     left_out = {"loaded": len(loaded), "in_training": len(loaded) - len(records), "skipped": skips.to_dict()["total"]}
-    if s.limit is not None and len(records) > s.limit:
-        records = sorted(records, key=lambda r: stable_fraction(cfg.eval.bootstrap_seed, f"{r.source}/{r.id}"))[: s.limit]
+    if s.skip or (s.limit is not None and len(records) > s.limit):
+        records = sorted(records, key=lambda r: stable_fraction(cfg.eval.bootstrap_seed, f"{r.source}/{r.id}"))
+        records = records[s.skip: None if s.limit is None else s.skip + s.limit]
+        if not records:
+            raise ValueError(f"eval set {s.label} ({s.kind}:{s.path}): skip {s.skip} leaves no questions "
+                             f"({left_out['loaded'] - left_out['in_training']} not in training)")
+        left_out["skipped_first"] = s.skip
     return records, left_out
 
 

@@ -41,6 +41,9 @@ class EvalSet(Section):
     """Adapter options."""
     limit: int | None = Field(100, gt=0)
     """Score a stable sample of this many questions (None = all); questions also in the training set are left out first."""
+    skip: int = Field(0, ge=0)
+    """Leave out the first ``skip`` questions of the stable order before taking ``limit``: a test sample apart from the
+    one a sweep or a choice of settings already looked at (``limit: 48`` to choose, then ``skip: 48`` to test)."""
 
     @classmethod
     def parse(cls, spec: str) -> EvalSet:
