@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import pytest
 from helpers import REPO, tiny_overrides
@@ -10,7 +11,7 @@ from medtune.core.config import ConfigError, load_config, point_config
 from medtune.core.rundir import RunDir
 from medtune.evaluate.metrics import rouge_items
 from medtune.evaluate.report import answers_path
-from medtune.training.sweep import finished, points, run_sweep, summarise, summary_markdown
+from medtune.training.sweep import points, progress, run_sweep, summarise, summary_markdown
 
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 
@@ -111,19 +112,27 @@ def test_one_seed_points_are_compared_on_the_same_answers(tmp_path):
 
 
 def test_a_finished_point_is_not_run_again(tmp_path):
-    """`medtune sweep` again (after a kill): a point whose run finished with the same config is reused; one
-    without a report, or with another config, is run."""
+    """`medtune sweep` again (after a kill): a point whose run finished with the same config is reused, one killed
+    during its evaluation is only evaluated; one killed while training, or holding another config, runs again."""
     cfg = load_config(None, tiny_overrides(tmp_path) + ["sweep={grid: {train.learning_rate: [1.0e-4, 2.0e-4]}}"])
     first = point_config(cfg, points(cfg)[0], None, str(tmp_path / "points"), "p00")
     run = RunDir.create(first)
-    assert finished(run, first) is None, "nothing written yet"
-    (run.eval).mkdir(parents=True)
+    assert progress(run, first) is None, "nothing written yet"
+    run.update_manifest(seed=1)  # what a run killed while training leaves
+    assert progress(run, first) is None
+    (run.adapter).mkdir()
+    (run.adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    run.update_manifest(train={"steps": 7}, adapter={"sha256": "x"})
+    assert progress(run, first) == "trained", "killed during the evaluation"
+    run.eval.mkdir()
     (run.eval / "report.json").write_text(json.dumps({"results": {"finetuned": {"rougeL": 0.3}}}))
-    assert finished(run, first) is None, "no wall time in the manifest: killed before the run ended"
-    run.update_manifest(train={"steps": 7}, wall_seconds=12.0)
-    assert finished(run, first) == ({"results": {"finetuned": {"rougeL": 0.3}}}, 7)
+    run.update_manifest(wall_seconds=12.0)
+    assert progress(run, first) == "done"
     other = point_config(cfg, points(cfg)[1], None, str(tmp_path / "points"), "p00")
-    assert finished(run, other) is None, "the same directory with another learning rate is run again"
+    assert progress(run, other) is None, "the same directory with another learning rate is run again"
+    RunDir.create(first)  # a later run of the same point started over it (config.yaml rewritten), then was killed
+    os.utime(run.manifest_path, ns=(run.config.stat().st_mtime_ns - 10**9,) * 2)
+    assert progress(run, first) is None, "the manifest is older than the config: it belongs to an earlier run"
 
 
 @pytest.mark.slow
@@ -164,6 +173,11 @@ def test_two_point_sweep_writes_the_table_and_picks_the_best(tmp_path):
     assert "(best)" in md and "learning_rate=" in md
     assert json.loads((out / "sweep.json").read_text())["summary"]["best"] == summary["best"]
     adapters = {r["run_dir"]: (tmp_path / r["run_dir"] / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns for r in rows}
-    again = run_sweep(cfg)  # both points finished: nothing is trained again, the same comparison is written
-    assert again["best"] == summary["best"]
+    killed = RunDir(tmp_path / rows[1]["run_dir"])  # as if killed during its evaluation: no report, no wall time
+    (killed.eval / "report.json").unlink()
+    manifest = killed.manifest()
+    del manifest["wall_seconds"]
+    killed.manifest_path.write_text(json.dumps(manifest))
+    again = run_sweep(cfg)  # nothing is trained again; the second point is evaluated again; the same comparison
+    assert again["best"] == summary["best"] and (killed.eval / "report.json").is_file() and "wall_seconds" in killed.manifest()
     assert adapters == {k: (tmp_path / k / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns for k in adapters}

@@ -19,8 +19,9 @@ the best on the same answers instead: a paired bootstrap 95% interval over the q
 (question noise, not seed noise: a sweep of expensive runs can still say which differences are more than chance).
 
 A (point, seed) run that already finished with the same resolved config (its ``eval/report.json`` written and
-the manifest's wall time recorded) is not run again: ``medtune sweep`` after a kill goes on from the first
-unfinished run, and the comparison files are rewritten from all of them.
+the manifest's wall time recorded) is not run again, and one killed during its evaluation is evaluated, not
+trained again (``progress``): ``medtune sweep`` after a kill goes on where it stopped, and the comparison files
+are rewritten from all the runs.
 """
 
 from __future__ import annotations
@@ -82,13 +83,17 @@ def run_sweep(cfg: RunConfig, events: Events | None = None) -> dict:
             pcfg = point_config(cfg, point, seed, str(root.path / "points"), name)
             key = json.dumps(pcfg.data.model_dump(mode="json"), sort_keys=True)
             run = RunDir(pcfg.run_dir)
-            done = finished(run, pcfg)
-            if done is not None:
+            state = progress(run, pcfg)
+            if state == "done":
                 log.info("%s: finished earlier with this config, not run again", run.path)
-                report, steps = done
+                report = json.loads((run.eval / "report.json").read_text())
             else:
-                result = run_one(pcfg, events, data_from=prepared.get(key))
-                run, report, steps = result.run, result.report, result.train.steps
+                if state == "trained":
+                    log.info("%s: trained earlier with this config; evaluating it", run.path)
+                result = run_one(pcfg, events, data_from=None if state else prepared.get(key), keep_data=state == "trained",
+                                 train=state != "trained")
+                run, report = result.run, result.report
+            steps = int(run.manifest().get("train", {}).get("steps", 0))
             prepared.setdefault(key, run.data)
             rows.append({"point": i, "seed": pcfg.train.seed, "run_dir": str(run.path), **{k: point[k] for k in point},
                          **run_metrics(run, report, steps)})
@@ -97,21 +102,25 @@ def run_sweep(cfg: RunConfig, events: Events | None = None) -> dict:
     return summary
 
 
-def finished(run: RunDir, cfg: RunConfig) -> tuple[dict, int] | None:
-    """``(report, steps)`` of a run that finished (report written, wall time in the manifest) with the resolved
-    config ``cfg``; None when it has not, or ran with another config (it is then run again, over it)."""
-    manifest = run.manifest() if run.is_run() else {}
-    report = run.eval / "report.json"
-    if "wall_seconds" not in manifest or not report.is_file():
+def progress(run: RunDir, cfg: RunConfig) -> str | None:
+    """How far a (point, seed) run got with the resolved config ``cfg``: ``"done"`` (report written, wall time in
+    the manifest), ``"trained"`` (adapter saved, killed during the evaluation) or None (not started, killed while
+    training, or its directory holds another config's run: it runs again, over it). The manifest must be newer
+    than ``config.yaml``, which every run rewrites first, so a kill early in a later run is not mistaken for it."""
+    if not (run.is_run() and run.manifest_path.is_file()) or run.manifest_path.stat().st_mtime_ns < run.config.stat().st_mtime_ns:
         return None
     try:
-        same = run.load_config().model_dump(mode="json") == cfg.model_dump(mode="json")
+        if run.load_config().model_dump(mode="json") != cfg.model_dump(mode="json"):
+            return None
     except (ConfigError, OSError) as e:  # a config an older medtune wrote: run the point again
         log.warning("%s: its config no longer loads (%s); running it again", run.config, e)
         return None
-    if not same:
-        return None
-    return json.loads(report.read_text()), int(manifest.get("train", {}).get("steps", 0))
+    manifest = run.manifest()
+    if "wall_seconds" in manifest and (run.eval / "report.json").is_file():
+        return "done"
+    if "adapter" in manifest and (run.adapter / "adapter_model.safetensors").is_file():
+        return "trained"
+    return None
 
 
 def run_metrics(run: RunDir, report: dict, steps: int) -> dict[str, float]:
