@@ -11,7 +11,7 @@ from medtune.core.config import ConfigError, load_config, point_config
 from medtune.core.rundir import RunDir
 from medtune.evaluate.metrics import rouge_items
 from medtune.evaluate.report import answers_path
-from medtune.training.sweep import points, progress, run_sweep, summarise, summary_markdown
+from medtune.training.sweep import headline_metrics, points, progress, run_sweep, summarise, summary_markdown
 
 FIXTURE = REPO / "tests" / "fixtures" / "qa_small.jsonl"
 
@@ -84,8 +84,11 @@ def test_one_seed_points_are_compared_on_the_same_answers(tmp_path):
     for d, answers in zip(dirs, [REFERENCES, vague, close]):
         _answers(d, "niddk (held-out source)", answers)
     means = [sum(r["rougeL"] for r in rouge_items(a, REFERENCES)) / len(REFERENCES) for a in (REFERENCES, vague, close)]
-    rows = [{"point": i, "seed": 42, "lora.r": r, "run_dir": str(d), metric: m} for i, (r, d, m) in enumerate(zip([4, 8, 16], dirs, means))]
+    beside = ["sets.niddk (held-out source).results.bertscore_f1", "sets.niddk (held-out source).degeneration.degenerate"]
+    rows = [{"point": i, "seed": 42, "lora.r": r, "run_dir": str(d), metric: m, "rouge1": 0.5, beside[0]: 0.6, beside[1]: 0.0}
+            for i, (r, d, m) in enumerate(zip([4, 8, 16], dirs, means))]
     summary = summarise(cfg, points(cfg), rows)
+    assert headline_metrics(summary) == [metric, *beside], "the set's own BERTScore and degeneration beside the metric"
     assert summary["best"] == 0 and summary["points"][0]["vs_best"] is None
     vague_vs, close_vs = (summary["points"][i]["vs_best"] for i in (1, 2))
     assert vague_vs["beyond_noise"] is None, "one seed: no seed noise to compare with"
@@ -96,6 +99,8 @@ def test_one_seed_points_are_compared_on_the_same_answers(tmp_path):
     md = summary_markdown(summary)
     assert "each point is compared with the best on the same 8 answers" in md and "1 of 2 other points differ significantly" in md
     assert md.count("paired over 8 answers") == 2 and md.count(" n.s.)") == 1
+    headline, every = md.split("## Every metric")
+    assert "rouge1" in every and "rouge1" not in headline and "bertscore_f1" in headline and "bertscore_f1" not in every
 
     # other questions (a different sample) or a metric that is not per answer: no paired comparison
     _answers(dirs[1], "niddk (held-out source)", vague, ids=[f"x{i}" for i in range(len(REFERENCES))])

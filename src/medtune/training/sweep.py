@@ -256,13 +256,21 @@ def cell(c: dict | None) -> str:
     return f"{c['mean']:.4g}" + (f" ± {c['ci95']:.2g}" if c["ci95"] is not None else "")
 
 
+def headline_metrics(summary: dict) -> list[str]:
+    """The columns read first: final train and eval loss, ``sweep.metric``, and beside it the same question set's
+    BERTScore F1 and share of degenerate answers (``sets.<name>.degeneration.degenerate`` for a set's metric)."""
+    metric = summary["metric"]
+    prefix = metric.rsplit(".", 1)[0] + "." if "." in metric else ""
+    beside = prefix.removesuffix("results.")
+    wanted = [*FIRST_COLUMNS, metric, f"{prefix}bertscore_f1", f"{beside}degeneration.degenerate"]
+    return [m for m in dict.fromkeys(wanted) if m in summary["metrics"]]
+
+
 def summary_markdown(summary: dict) -> str:
-    ms = summary["metrics"]
+    head = headline_metrics(summary)
     lines = ["# Sweep", "", f"Best point by {summary['metric']} ({'lower' if summary['lower_is_better'] else 'higher'} is better): "
              f"**{summary['points'][summary['best']]['label']}**. Cells: mean ± 95% CI half-width across seeds (Student's t).", ""]
-    rows = [[p["label"] + (" **(best)**" if p["point"] == summary["best"] else ""), *(cell(p["metrics"].get(m)) for m in ms),
-             versus_cell(p.get("vs_best"))] for p in summary["points"]]
-    lines.append(tabulate(rows, headers=["point", *ms, f"{summary['metric']} vs best"], tablefmt="github", disable_numparse=True))
+    lines.append(_table(summary, head, versus=True))
     verdicts = [p["vs_best"]["beyond_noise"] for p in summary["points"] if p.get("vs_best")]
     paired = [p["vs_best"]["answers"] for p in summary["points"] if p.get("vs_best") and p["vs_best"].get("answers")]
     if paired and len(paired) == len(verdicts):
@@ -274,7 +282,17 @@ def summary_markdown(summary: dict) -> str:
         within = "" if beyond == len(verdicts) else "; the others are within it"
         lines += ["", f"{beyond} of {len(verdicts)} other points differ from the best by more than {SPREAD_FACTOR:g}× the seeds' standard "
                       f"deviation on {summary['metric']} (beyond seed noise){within}."]
+    rest = [m for m in summary["metrics"] if m not in head]
+    if rest:
+        lines += ["", "## Every metric", "", _table(summary, rest, versus=False)]
     return "\n".join(lines) + "\n"
+
+
+def _table(summary: dict, metrics: list[str], versus: bool) -> str:
+    rows = [[p["label"] + (" **(best)**" if p["point"] == summary["best"] else ""), *(cell(p["metrics"].get(m)) for m in metrics),
+             *([versus_cell(p.get("vs_best"))] if versus else [])] for p in summary["points"]]
+    headers = ["point", *metrics, *([f"{summary['metric']} vs best"] if versus else [])]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def versus_cell(v: dict | None) -> str:

@@ -122,17 +122,18 @@ def stage_table(table: dict) -> Table:
 
 
 def sweep_table(summary: dict) -> Table:
-    """The sweep summary (``sweep.run_sweep``): a row per point, mean ± 95% CI across seeds."""
-    from medtune.training.sweep import cell, versus_cell
+    """The sweep summary (``sweep.run_sweep``): a row per point, mean ± 95% CI across seeds, of the headline metrics."""
+    from medtune.training.sweep import cell, headline_metrics, versus_cell
 
-    table = Table(title=f"sweep: mean ± 95% CI across seeds; best by {summary['metric']}")
+    metrics = headline_metrics(summary)
+    table = Table(title=f"sweep: mean ± 95% CI across seeds; best by {summary['metric']} (every metric: sweep.md)")
     table.add_column("point")
-    for m in summary["metrics"]:
+    for m in metrics:
         table.add_column(m, justify="right")
-    table.add_column(f"{summary['metric']} vs best", justify="right")
+    table.add_column("vs best", justify="right")
     for p in summary["points"]:
         label = f"[bold green]{p['label']} (best)[/]" if p["point"] == summary["best"] else p["label"]
-        table.add_row(label, *[cell(p["metrics"].get(m)) for m in summary["metrics"]], versus_cell(p.get("vs_best")))
+        table.add_row(label, *[cell(p["metrics"].get(m)) for m in metrics], versus_cell(p.get("vs_best")))
     return table
 
 
