@@ -93,10 +93,9 @@ def run_sweep(cfg: RunConfig, events: Events | None = None) -> dict:
                 result = run_one(pcfg, events, data_from=None if state else prepared.get(key), keep_data=state == "trained",
                                  train=state != "trained")
                 run, report = result.run, result.report
-            steps = int(run.manifest().get("train", {}).get("steps", 0))
             prepared.setdefault(key, run.data)
             rows.append({"point": i, "seed": pcfg.train.seed, "run_dir": str(run.path), **{k: point[k] for k in point},
-                         **run_metrics(run, report, steps)})
+                         **run_metrics(run, report)})
     summary = summarise(cfg, todo, rows)
     write_outputs(cfg, root.path, rows, summary)
     return summary
@@ -123,17 +122,17 @@ def progress(run: RunDir, cfg: RunConfig) -> str | None:
     return None
 
 
-def run_metrics(run: RunDir, report: dict, steps: int) -> dict[str, float]:
-    """Final train loss (last logged), eval metrics of the tuned model, and corpus BLEU of its answers
-    (sacrebleu, 0–100) when the report has none."""
+def run_metrics(run: RunDir, report: dict) -> dict[str, float]:
+    """Optimizer steps (from the manifest), final train loss (last logged), eval metrics of the tuned model, and
+    corpus BLEU of its answers (sacrebleu, 0–100) when the report has none."""
     history = json.loads((run.logs / "history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
-    metrics = {"steps": steps, "train_loss": losses[-1] if losses else math.nan}
+    metrics = {"steps": int(run.manifest().get("train", {}).get("steps", 0)), "train_loss": losses[-1] if losses else math.nan}
     metrics.update(report_metrics(report))
-    if "bleu" not in metrics and (run.eval / "answers.jsonl").exists():
+    if "bleu" not in metrics and answers_path(run.eval).exists():
         import sacrebleu
 
-        rows = [json.loads(line) for line in (run.eval / "answers.jsonl").read_text().splitlines() if line.strip()]
+        rows = _answer_rows(answers_path(run.eval))
         if rows:
             metrics["bleu"] = sacrebleu.corpus_bleu([r["finetuned"] for r in rows], [[r["reference"] for r in rows]]).score
     return metrics
@@ -173,8 +172,11 @@ def summarise(cfg: RunConfig, todo: list[dict], rows: list[dict]) -> dict:
     best = (min if lower else max)(scored, key=lambda p: p["metrics"][metric]["mean"])
     for p in scored:
         p["vs_best"] = None if p is best else versus(p["metrics"][metric], best["metrics"][metric])
-        if p is not best and p["vs_best"]["beyond_noise"] is None:
-            p["vs_best"]["answers"] = paired_answers(cfg, metric, rows, p["point"], best["point"])
+    one_seed = [p for p in scored if p["vs_best"] is not None and p["vs_best"]["beyond_noise"] is None]
+    if one_seed:
+        best_items = _point_items(rows, best["point"], metric)
+        for p in one_seed:
+            p["vs_best"]["answers"] = paired_answers(cfg, metric, _point_items(rows, p["point"], metric), best_items)
     return {"metric": metric, "lower_is_better": lower, "metrics": metrics, "points": per_point, "best": best["point"],
             "best_values": best["values"], "seeds": cfg.sweep.seeds}
 
@@ -206,28 +208,37 @@ def item_values(run_dir: str | Path, metric: str) -> tuple[list[str], list[float
     path = answers_path(Path(run_dir) / "eval", set_name)
     if not path.is_file():
         return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = _answer_rows(path)
     answers, references = [r["finetuned"] for r in rows], [r["reference"] for r in rows]
     values = bleu_items(answers, references) if parts[-1] == "bleu" else [r[parts[-1]] for r in rouge_items(answers, references)]
     return [str(r["id"]) for r in rows], values
 
 
-def paired_answers(cfg: RunConfig, metric: str, rows: list[dict], point: int, best: int) -> dict | None:
-    """Point − best on ``metric`` over the answers both gave to the same questions (one seed each): a paired
-    bootstrap ``{difference, ci, significant, n}``; None when the metric is not per answer or the questions differ."""
+def paired_answers(cfg: RunConfig, metric: str, mine: tuple[list[str], list[float]] | None,
+                   best: tuple[list[str], list[float]] | None) -> dict | None:
+    """A point − the best on ``metric`` over the answers both gave to the same questions (one seed each; both
+    ``item_values``): a paired bootstrap ``{difference, ci, significant, n}``; None when the metric is not per
+    answer, an answers file is missing, or the questions differ."""
     from medtune.evaluate.bootstrap import paired_difference
 
-    dirs = [next((r.get("run_dir") for r in rows if r["point"] == i), None) for i in (point, best)]
-    if None in dirs:
+    if mine is None or best is None:
         return None
-    mine, theirs = item_values(dirs[0], metric), item_values(dirs[1], metric)
-    if mine is None or theirs is None:
+    if mine[0] != best[0]:
+        log.warning("sweep: a point answered other questions than the best point; no paired comparison on %s", metric)
         return None
-    if mine[0] != theirs[0]:
-        log.warning("sweep: %s and %s answered different questions; no paired comparison on %s", *dirs, metric)
-        return None
-    diff = paired_difference(theirs[1], mine[1], samples=cfg.eval.bootstrap_samples, seed=cfg.eval.bootstrap_seed)
+    diff = paired_difference(best[1], mine[1], samples=cfg.eval.bootstrap_samples, seed=cfg.eval.bootstrap_seed)
     return {**diff, "n": len(mine[1])}
+
+
+def _point_items(rows: list[dict], point: int, metric: str) -> tuple[list[str], list[float]] | None:
+    """``item_values`` of a point's (first) run, by the run directory ``run_sweep``'s rows record."""
+    run_dir = next((r.get("run_dir") for r in rows if r["point"] == point), None)
+    return item_values(run_dir, metric) if run_dir is not None else None
+
+
+def _answer_rows(path: Path) -> list[dict]:
+    """The rows of an answers file (``evaluate.report.write_answers``)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def write_outputs(cfg: RunConfig, out: Path, rows: list[dict], summary: dict) -> None:
