@@ -142,3 +142,63 @@ def test_repeat_blocking_keeps_numbers(generator):
         answers[name] = gen.tokenizer.decode(out[0, length:], skip_special_tokens=True)
     assert answers["medtune"].count("500") == 2, answers
     assert answers["no exemption"].count("500") == 1, answers  # the second dose was changed
+
+
+def test_batches_go_longest_first_and_answers_come_back_in_order(generator):
+    """A batch call generates the longest prompts together (little padding) and returns each answer at its
+    prompt's place: the same answers, in input order, as one prompt at a time."""
+    gen, cfg = generator
+    greedy = cfg.model_copy(update={"temperature": 0.0, "batch_size": 2})
+    questions = ["What is a fever?", "My grandmother has had a cough for three weeks, worse at night, with some "
+                 "green phlegm and a mild temperature in the evenings. What could it be and should she see a doctor?",
+                 "Is a headache serious?", "I have been feeling tired all the time for a month even though I sleep "
+                 "eight hours, and I get short of breath on the stairs. What should I check?", "Why do knees hurt?"]
+    texts = gen.prompts([[{"role": "user", "content": q}] for q in questions])
+    prefills, hook = [], None
+    hook = gen.model.register_forward_pre_hook(
+        lambda _, args, kwargs: prefills.append(kwargs["input_ids"].shape[1]) if kwargs.get("input_ids") is not None
+        and kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
+    try:
+        together = gen.generate_from(texts, greedy, max_new_tokens=10)
+    finally:
+        hook.remove()
+    lengths = sorted((gen.count_tokens(t) for t in texts), reverse=True)
+    assert prefills == [lengths[0], lengths[2], lengths[4]]  # batches of 2 by length: the long pair, then shorter
+    alone = [gen.generate_from([t], greedy, max_new_tokens=10)[0] for t in texts]
+    assert together == alone and len(set(alone)) == len(alone)
+
+
+def test_adapter_merged_answers_as_the_adapter_and_restores_the_base(base_model_dir):
+    """Evaluation merges a LoRA adapter into the weights for the tuned model's answers: the same logits and
+    greedy answers as the unmerged adapter, and after it the base weights are back (adapter off = the base)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from medtune.inference.loading import adapter_merged, load_generator
+
+    gen, cfg = load_generator(str(base_model_dir), quantization="none")
+    ids = gen.tokenizer(gen.prompts([PROMPT])[0], return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        base_logits = gen.model(**ids).logits
+    with adapter_merged(gen.model) as merged:
+        assert merged is False  # a plain model: nothing to merge
+    model = get_peft_model(gen.model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.02)  # a freshly made adapter changes nothing: give it weights
+    model.eval()
+    tuned = type(gen)(model, gen.tokenizer, gen.template, gen.system_prompt)
+    greedy = cfg.generation.model_copy(update={"temperature": 0.0})
+    with torch.inference_mode():
+        adapter_logits = model(**ids).logits
+    answers = tuned.generate_from(gen.prompts([PROMPT]), greedy, max_new_tokens=24)
+    with adapter_merged(model) as merged, torch.inference_mode():
+        assert merged is True
+        merged_logits = model(**ids).logits
+        assert tuned.generate_from(gen.prompts([PROMPT]), greedy, max_new_tokens=24) == answers
+    assert (adapter_logits - base_logits).abs().max() > 0.1  # the control: the adapter does change the model
+    assert torch.allclose(merged_logits, adapter_logits, atol=5e-4)  # fp32 rounding: 8e-5 measured
+    with model.disable_adapter(), torch.inference_mode():
+        assert torch.allclose(model(**ids).logits, base_logits, atol=1e-4)
+    assert not any(getattr(m, "merged", False) for m in model.modules())

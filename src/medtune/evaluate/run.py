@@ -49,11 +49,9 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> dict:
     """Base vs tuned on the held-out split, then on every set of ``eval.sets`` and ``sets`` (``report["sets"]``)."""
-    from contextlib import nullcontext
-
     from medtune.evaluate.grounded import scored_text
     from medtune.evaluate.loss import item_losses
-    from medtune.inference.loading import load_generator
+    from medtune.inference.loading import adapter_merged, load_generator
     from medtune.inference.responder import Responder
 
     records = read_jsonl(run.data / "eval.jsonl")
@@ -76,7 +74,9 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
     safety_items = _safety_items(cfg) if cfg.eval.safety else None
 
     mcq_raw, safety = {}, {}
-    variants = [("finetuned", nullcontext)] + ([("base", model.disable_adapter)] if cfg.eval.compare_base else [])
+    # the tuned model answers with its adapter merged into the weights (faster, the same answers); the base model
+    # first, so it never sees weights that were merged and unmerged
+    variants = ([("base", model.disable_adapter)] if cfg.eval.compare_base else []) + [("finetuned", lambda: adapter_merged(model))]
     start = time.time()
     for name, context in variants:
         log.info("evaluating %s", name)
@@ -115,7 +115,8 @@ def evaluate(cfg: RunConfig, run: RunDir, sets: list[EvalSet] | None = None) -> 
     for i, (bench, _) in enumerate(benches):
         report["mcq"][bench.name] = _mcq_entry({n: mcq_raw[n][i] for n in names}, cfg)
     if cfg.retrieval.index:
-        report["grounded"] = _grounded(generator, cfg, run, held.conversations, held.references, retriever)
+        with adapter_merged(model):
+            report["grounded"] = _grounded(generator, cfg, run, held.conversations, held.references, retriever)
     report["seconds"] = round(time.time() - start, 1)
     write_report(run, report, held.gen_records, held.references, held.answers,
                  {x.name: (x.gen_records, x.references, x.answers) for x in externals})
