@@ -3,10 +3,11 @@
 The questions of a run's first ``eval.sets`` set (or its held-out split), through the answer path the run's
 evaluation uses (``Responder``, grounded when ``eval.grounded``), greedy, ``generation.batch_size`` at a time:
 
-* **before**: batches in the set's order (each padded to its longest prompt); the tuned model through its
-  unmerged LoRA adapter (three matmuls per adapted layer);
-* **now**: the prompts batched longest first (``Generator.generate_stopped``); the tuned model with its adapter
-  merged into the weights for the duration (``inference.loading.adapter_merged``), as ``medtune eval`` does.
+* **before**: batches in the set's order (each padded to its longest prompt), a KV cache grown at every token;
+  the tuned model through its unmerged LoRA adapter (three matmuls per adapted layer);
+* **now**: the prompts batched longest first (``Generator.generate_stopped``), on a CPU a static KV cache per
+  batch (``generation.static_cache``); the tuned model with its adapter merged into the weights for the
+  duration (``inference.loading.adapter_merged``), as ``medtune eval`` does.
 
 Prints seconds per variant, the now/before ratio, and how many answers are identical (they should all be).
 
@@ -46,17 +47,19 @@ def main() -> int:
     else:
         records = read_jsonl(RunDir(args.run).data / "eval.jsonl")
     questions = [r.question for r in records[: args.n]]
-    responder = Responder(generator, cfg, guardrails=False, retriever=retriever)
+    grown = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"static_cache": False})})
+    responders = {"now": Responder(generator, cfg, guardrails=False, retriever=retriever),
+                  "before": Responder(generator, grown, guardrails=False, retriever=retriever)}
     size, tokens = cfg.generation.batch_size, args.max_new_tokens or cfg.eval.max_new_tokens
     model = generator.model
 
     def answers(in_order: bool) -> tuple[list[str], float]:
         start = time.perf_counter()
         if in_order:  # one call per batch: no reordering across the set
-            out = [a for i in range(0, len(questions), size)
-                   for a in responder.answer_batch(questions[i : i + size], think=True, max_new_tokens=tokens, temperature=0.0)]
+            out = [a for i in range(0, len(questions), size) for a in
+                   responders["before"].answer_batch(questions[i : i + size], think=True, max_new_tokens=tokens, temperature=0.0)]
         else:
-            out = responder.answer_batch(questions, think=True, max_new_tokens=tokens, temperature=0.0)
+            out = responders["now"].answer_batch(questions, think=True, max_new_tokens=tokens, temperature=0.0)
         return [a.answer for a in out], time.perf_counter() - start
 
     print(f"{args.run}: {len(questions)} questions, batch {size}, {tokens} new tokens, grounded {bool(retriever)}")

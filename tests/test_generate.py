@@ -147,6 +147,8 @@ def test_repeat_blocking_keeps_numbers(generator):
 def test_batches_go_longest_first_and_answers_come_back_in_order(generator):
     """A batch call generates the longest prompts together (little padding) and returns each answer at its
     prompt's place: the same answers, in input order, as one prompt at a time."""
+    import torch
+
     gen, cfg = generator
     greedy = cfg.model_copy(update={"temperature": 0.0, "batch_size": 2})
     questions = ["What is a fever?", "My grandmother has had a cough for three weeks, worse at night, with some "
@@ -166,6 +168,12 @@ def test_batches_go_longest_first_and_answers_come_back_in_order(generator):
     assert prefills == [lengths[0], lengths[2], lengths[4]]  # batches of 2 by length: the long pair, then shorter
     alone = [gen.generate_from([t], greedy, max_new_tokens=10)[0] for t in texts]
     assert together == alone and len(set(alone)) == len(alone)
+    # on a CPU the generator allocates a static KV cache per call: the same answer as transformers' default cache
+    assert gen._static_cache(greedy, 50) and not gen._static_cache(greedy.model_copy(update={"static_cache": False}), 50)
+    enc = gen.tokenizer(texts[1], return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = gen.model.generate(**enc, **gen._kwargs(greedy, 10, None, enc["input_ids"].shape[1]))
+    assert gen.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() == alone[1]
 
 
 def test_adapter_merged_answers_as_the_adapter_and_restores_the_base(base_model_dir):

@@ -73,6 +73,19 @@ class Generator:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kw
 
+    def _static_cache(self, cfg: GenerationConfig, length: int) -> dict:
+        """On a CPU (``generation.static_cache``), a batch's KV cache allocated once for ``length`` positions (``StaticCache``)
+        rather than grown by concatenation at every token: ~10% faster, the same answers (benchmarks/eval_speed.py). Made per
+        call, so a long prompt never leaves a large cache behind; not on a GPU, where transformers would compile the
+        model for a static cache, nor for an architecture that does not declare itself compilable (its cache may not be
+        a plain static one)."""
+        device = getattr(self.model, "device", None)
+        if not cfg.static_cache or device is None or device.type != "cpu" or not getattr(self.model, "_can_compile_fullgraph", False):
+            return {}
+        from transformers import StaticCache
+
+        return {"cache": StaticCache(config=self.model.config.get_text_config(decoder=True), max_cache_len=length)}
+
     def prompts(self, conversations: list[list[dict]], system: System = None) -> list[str]:
         """Generation prompts for conversations ending with a user turn."""
         if system is None or isinstance(system, str):
@@ -122,8 +135,9 @@ class Generator:
             rows = order[start : start + cfg.batch_size]
             chunk = [texts[i] for i in rows]
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            kw = self._kwargs(cfg, max_new_tokens, temperature, enc["input_ids"].shape[1])
             with torch.inference_mode():
-                out = self.model.generate(**enc, **self._kwargs(cfg, max_new_tokens, temperature, enc["input_ids"].shape[1]))
+                out = self.model.generate(**enc, **kw, **self._static_cache(cfg, enc["input_ids"].shape[1] + kw["max_new_tokens"]))
             new = out[:, enc["input_ids"].shape[1] :]
             # a row that stopped early holds its stop token, then padding; one that ran out of tokens holds none
             stopped = torch.isin(new, torch.tensor(stops, device=new.device)).any(dim=1).tolist()
