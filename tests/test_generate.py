@@ -156,7 +156,7 @@ def test_batches_go_longest_first_and_answers_come_back_in_order(generator):
                  "Is a headache serious?", "I have been feeling tired all the time for a month even though I sleep "
                  "eight hours, and I get short of breath on the stairs. What should I check?", "Why do knees hurt?"]
     texts = gen.prompts([[{"role": "user", "content": q}] for q in questions])
-    prefills, hook = [], None
+    prefills = []
     hook = gen.model.register_forward_pre_hook(
         lambda _, args, kwargs: prefills.append(kwargs["input_ids"].shape[1]) if kwargs.get("input_ids") is not None
         and kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
