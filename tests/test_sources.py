@@ -324,8 +324,9 @@ def test_medqa_fixture_layout_and_answer_formats():
     assert load_source("medqa", FIXTURES / "medqa.jsonl", answer_format="letter_text")[1].answer == "C. Right coronary artery"
     # no explanation in MedQA: letter_explanation falls back to letter_text
     assert load_source("medqa", FIXTURES / "medqa.jsonl", answer_format="letter_explanation")[1].answer == "C. Right coronary artery"
+    assert load_source("medqa", FIXTURES / "medqa.jsonl", answer_format="text")[1].answer == "Right coronary artery"
     with pytest.raises(ValueError, match="answer_format"):
-        load_source("medqa", FIXTURES / "medqa.jsonl", answer_format="text")
+        load_source("medqa", FIXTURES / "medqa.jsonl", answer_format="words")
 
 
 def test_medmcqa_hub_shape_and_cop():

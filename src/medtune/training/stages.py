@@ -36,6 +36,8 @@ from medtune.training.pipeline import Events, run_one
 log = logging.getLogger(__name__)
 BOOKKEEPING = {"n", "stderr", "chance", "seconds", "bf16_scored", "rechecked_float32"}
 """Numbers a report section carries beside its metrics (sample size, chance level, how it was scored): not stage-table columns."""
+OWN_SPLIT = ("results", "degeneration")
+"""Report sections measured on the stage's own held-out split: not comparable across stages."""
 
 
 @dataclass
@@ -173,9 +175,9 @@ def stage_table(stages: list[Stage], reports: dict[str, dict], base_losses: dict
     columns: list[str] = []
     for row in rows:
         columns += [c for c in row["metrics"] if c not in columns]
-    # a stage's own results are on its own held-out split, so only shared yardsticks can show forgetting:
-    # the cross-stage held-out losses and benchmark sections (e.g. MCQ accuracy)
-    own = {m for r in reports.values() for m in report_metrics({"results": r.get("results", {})})}
+    # a stage's own results and the degeneration of its answers are on its own held-out split, so only shared
+    # yardsticks can show forgetting: the cross-stage held-out losses and benchmark sections (e.g. MCQ accuracy)
+    own = {m for r in reports.values() for m in report_metrics({k: r[k] for k in OWN_SPLIT if k in r})}
     forgetting = []
     tuned = [r for r in rows if r["stage"] != "base"]
     for col in (c for c in columns if c not in own):

@@ -13,7 +13,8 @@ A, B, … in order). ``medqa``, ``medmcqa`` and ``pubmedqa`` build their records
 * ``question``: the stem, a blank line, then one ``A. option`` line per option;
 * ``answer`` by ``answer_format``: ``letter`` → ``"B"``; ``letter_text`` → ``"B. <option>"``;
   ``letter_explanation`` → ``"B. <option>\\n\\nExplanation: <why>"`` (``letter_text`` when the
-  item has no explanation);
+  item has no explanation); ``text`` → ``"<option>"``, the option's own words without a letter (for
+  yes/no/maybe items the word has a meaning the letter lacks; docs/recipes.md);
 * ``meta``: ``task="mcq"``, ``stem``, ``options`` (letter → text), ``answer_idx`` (the letter),
   ``explanation`` when known — enough for the evaluation code to score from the same records.
 """
@@ -31,8 +32,8 @@ LICENSE = "mit"
 """medagents-benchmark's licence (xk-huang/medagents-benchmark)."""
 HUB_IDS: tuple[str, ...] = ()
 
-AnswerFormat = Literal["letter", "letter_text", "letter_explanation"]
-ANSWER_FORMATS = ("letter", "letter_text", "letter_explanation")
+AnswerFormat = Literal["letter", "letter_text", "letter_explanation", "text"]
+ANSWER_FORMATS = ("letter", "letter_text", "letter_explanation", "text")
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -132,6 +133,8 @@ def mcq_record(
     question = stem + "\n\n" + "\n".join(f"{k}. {v}" for k, v in options.items())
     if answer_format == "letter":
         answer = answer_idx
+    elif answer_format == "text":
+        answer = options[answer_idx]
     else:
         answer = f"{answer_idx}. {options[answer_idx]}"
         if answer_format == "letter_explanation" and explanation:
