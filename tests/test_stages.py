@@ -127,26 +127,27 @@ def test_stage_table_reads_any_metric_and_flags_forgetting(tmp_path):
         "one": {
             "results": {"base": {"eval_loss": 2.0}, "finetuned": {"eval_loss": 1.5, "rougeL": 0.2}},
             "degeneration": {"base": {"ends_on_eos": 0.5}, "finetuned": {"ends_on_eos": 1.0}},
-            "mcq": {"medqa": {"base": {"accuracy": 0.30}, "finetuned": {"accuracy": 0.45, "n": 8}}},
+            "mcq": {"medqa": {"base": {"accuracy": 0.30}, "finetuned": {"accuracy": 0.45, "n": 8, "unparseable_rate": 0.5}}},
             "held_out_loss": {"one": 1.5},
         },
         "two": {
             "results": {"base": {"eval_loss": 1.9}, "finetuned": {"eval_loss": 1.2, "rougeL": 0.3}},
             "degeneration": {"base": {"ends_on_eos": 0.2}, "finetuned": {"ends_on_eos": 0.0}},
-            "mcq": {"medqa": {"base": {"accuracy": 0.45}, "finetuned": {"accuracy": 0.35}}},
+            "mcq": {"medqa": {"base": {"accuracy": 0.45}, "finetuned": {"accuracy": 0.35, "unparseable_rate": 0.25}}},
             "held_out_loss": {"one": 1.8, "two": 1.2},
         },
     }
     # sample sizes and the like are not metrics: no "mcq.medqa.n" column
     assert report_metrics(reports["one"]) == {"eval_loss": 1.5, "rougeL": 0.2, "degeneration.ends_on_eos": 1.0,
-                                              "mcq.medqa.accuracy": 0.45}
+                                              "mcq.medqa.accuracy": 0.45, "mcq.medqa.unparseable_rate": 0.5}
     stages = [Stage(n, cfg, RunDir(tmp_path / n), s) for n, s in (("one", "base"), ("two", "continue"))]
     table = stage_table(stages, reports, base_losses={"one": 2.0, "two": 2.1})
     rows = {r["stage"]: r["metrics"] for r in table["rows"]}
     assert rows["base"]["mcq.medqa.accuracy"] == 0.30 and rows["two"]["mcq.medqa.accuracy"] == 0.35
     forgot = {f["metric"]: f for f in table["forgetting"]}
     # degeneration is measured on each stage's own held-out answers (a dialogue stage's are long, an MCQ stage's
-    # one word): its drop from 1.0 to 0.0 compares different items, not forgetting
+    # one word): its drop from 1.0 to 0.0 compares different items, not forgetting; fewer unparseable MCQ answers
+    # (0.5 -> 0.25) is a gain
     assert rows["two"]["degeneration.ends_on_eos"] == 0.0
     assert set(forgot) == {"mcq.medqa.accuracy", "loss on one held-out"}
     assert forgot["mcq.medqa.accuracy"]["best_stage"] == "one" and forgot["mcq.medqa.accuracy"]["change"] == pytest.approx(-0.10)

@@ -8,13 +8,14 @@ METRICS = ("eval_loss", "perplexity", "token_accuracy", "rouge1", "rouge2", "rou
 CONDITIONAL = ("reasoning",)
 """Metrics a report has only when they apply: ``reasoning`` (the share of answers that wrote a non-empty
 ``<think>`` section first) when some model reasoned."""
-LOWER_IS_BETTER_WORDS = ("loss", "perplexity")
+LOWER_IS_BETTER_WORDS = ("loss", "perplexity", "unparseable")
 
 
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of ``metric`` is better: any loss or perplexity (``eval_loss``,
     ``mcq.medqa.eval_loss``, ``loss on <stage> held-out``); every other metric (ROUGE, BLEU,
-    BERTScore, accuracy) is better higher, except the shares of degenerate answers (``degeneration.template``...).
+    BERTScore, accuracy) is better higher, except the shares of degenerate answers (``degeneration.template``...)
+    and of MCQ answers with no recognisable option (``mcq.medqa.unparseable_rate``).
     The one definition the report, stage table, sweep and CLI use."""
     from medtune.evaluate.degeneration import SHARES
 
