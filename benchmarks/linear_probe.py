@@ -4,11 +4,12 @@
 
 The question behind it: when fine-tuning a model on PubMedQA does not move its accuracy, is the task beyond
 the model (its hidden states do not tell yes from no from maybe) or beyond the training (they do, and the
-fine-tune fails to read it out)? For every item the chat-formatted question (the prompt ``eval.mcq_mode:
-generate`` asks) runs through the frozen model once; the last prompt position's hidden state of every layer
-is kept. A multinomial logistic regression on one layer's states is fitted on the non-test items (ori_pqal.json
-without the 500 ids of test_ground_truth.json); the layer and the L2 weight are chosen by 5-fold
-cross-validation on those items alone, then the probe answers the 500 test items once.
+fine-tune fails to read it out)? For every item the question as ``eval.mcq_mode: generate`` asks it (rendered
+by the generator: the model's system prompt and chat template) runs through the frozen model once; the last
+prompt position's hidden state of every layer is kept. A multinomial logistic regression on one layer's states
+is fitted on the non-test items (ori_pqal.json without the 500 ids of test_ground_truth.json); the layer and the
+L2 weight are chosen by 5-fold cross-validation on those items alone, then the probe answers the 500 test items
+once.
 
 Prints the cross-validated accuracy per layer, then the test accuracy with its bootstrap 95% interval against
 the majority class ("always yes") and the paired difference between the two.
@@ -39,18 +40,19 @@ def items(context: str, test: bool, limit: int | None):
     return load_benchmark(bench)
 
 
-def hidden_states(model, tokenizer, questions, max_tokens: int):
-    """``[n, layers + 1, hidden]``: the last prompt position of every layer (embeddings first), float32."""
+def hidden_states(generator, questions, max_tokens: int):
+    """``[n, layers + 1, hidden]``: the last prompt position of every layer (embeddings first), float32. The prompt
+    is rendered by ``Generator.prompts`` (the model's system prompt and template), as ``mcq_mode: generate`` asks."""
     import torch
     from tqdm import tqdm
 
     from medtune.evaluate.mcq import generate_prompt
 
+    model, tokenizer = generator.model.eval(), generator.tokenizer
     out = []
     with torch.inference_mode():
         for it in tqdm(questions, desc="hidden states", leave=False):
-            text = tokenizer.apply_chat_template([{"role": "user", "content": generate_prompt(it)}],
-                                                 tokenize=False, add_generation_prompt=True)
+            (text,) = generator.prompts([[{"role": "user", "content": generate_prompt(it)}]])
             ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, -max_tokens:]
             states = model(input_ids=ids, output_hidden_states=True).hidden_states
             out.append(torch.stack([s[0, -1].float() for s in states]))
@@ -107,14 +109,13 @@ def main() -> None:
     torch.manual_seed(0)
 
     generator, _ = load_generator(args.model, quantization="none")
-    model, tokenizer = generator.model.eval(), generator.tokenizer
     train, test = items(args.context, False, args.limit), items(args.context, True, args.limit)
     letters = sorted({*train[0].options})
     y_train = torch.tensor([letters.index(it.answer) for it in train])
     y_test = torch.tensor([letters.index(it.answer) for it in test])
     start = time.perf_counter()
-    x_train = hidden_states(model, tokenizer, train, args.max_tokens)
-    x_test = hidden_states(model, tokenizer, test, args.max_tokens)
+    x_train = hidden_states(generator, train, args.max_tokens)
+    x_test = hidden_states(generator, test, args.max_tokens)
     print(f"{args.model}, context {args.context}: {len(train)} train / {len(test)} test items, "
           f"hidden states in {time.perf_counter() - start:.0f} s", flush=True)
 
