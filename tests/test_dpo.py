@@ -79,24 +79,31 @@ def test_stage_method_shorthand_and_validation(tmp_path):
         load_config(None, ["train.method=dpo", "train.packing=true"])
 
 
-def test_chunked_head_gives_dpo_the_same_loss_and_gradients(tmp_path, tiny_model_dir):
-    """``train.loss: chunked`` (the default) answers DPO's log-prob calls, policy and reference, like TRL's own head."""
-    import torch
+def tiny_dpo_trainer(tmp_path, tiny_model_dir, name: str, setting: str, records):
+    """A DPOTrainer on the tiny model over ``records`` (one batch of 3), with one extra ``train.*`` setting."""
     from transformers import set_seed
 
     from medtune.core.models import load_base
     from medtune.training.dpo import dpo_trainer
     from medtune.training.train import peft_config
 
+    cfg = load_config(None, tiny_overrides(tmp_path, name) + [
+        f"model.name={tiny_model_dir}", "model.quantization=none", "train.method=dpo", setting,
+        "train.batch_size=3", "train.report_to=[]", "lora.dropout=0"])
+    set_seed(0)
+    _, tok, model = load_base(cfg.model)
+    trainer, _ = dpo_trainer(cfg, RunDir.create(cfg), model, tok, peft_config(cfg, model), records, [], [])
+    return trainer
+
+
+def test_chunked_head_gives_dpo_the_same_loss_and_gradients(tmp_path, tiny_model_dir):
+    """``train.loss: chunked`` (the default) answers DPO's log-prob calls, policy and reference, like TRL's own head."""
+    import torch
+
     records = load_source("preference", str(PREFS))[:3]
     results = {}
     for loss in ("plain", "chunked"):
-        cfg = load_config(None, tiny_overrides(tmp_path, f"dpo-{loss}") + [
-            f"model.name={tiny_model_dir}", "model.quantization=none", "train.method=dpo", f"train.loss={loss}",
-            "train.batch_size=3", "train.report_to=[]", "lora.dropout=0"])
-        set_seed(0)
-        _, tok, model = load_base(cfg.model)
-        trainer, _ = dpo_trainer(cfg, RunDir.create(cfg), model, tok, peft_config(cfg, model), records, [], [])
+        trainer = tiny_dpo_trainer(tmp_path, tiny_model_dir, f"dpo-{loss}", f"train.loss={loss}", records)
         assert getattr(trainer, "chunked_head", False) == (loss == "chunked")
         for p in trainer.model.parameters():  # lora_B starts at 0: give the policy its own weights so it differs from the reference
             if p.requires_grad:
@@ -113,3 +120,25 @@ def test_chunked_head_gives_dpo_the_same_loss_and_gradients(tmp_path, tiny_model
         assert chunked_metrics[key][-1] == pytest.approx(plain_metrics[key][-1], rel=1e-3, abs=1e-6), key
     for name, g in plain_grads.items():
         torch.testing.assert_close(chunked_grads[name], g, atol=1e-6, rtol=1e-3, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_sft_weight_adds_the_chosen_answers_language_model_loss(tmp_path, tiny_model_dir):
+    """``train.dpo_sft_weight: w`` adds w x the chosen answers' mean token NLL to the DPO loss (TRL's 'sft' loss type,
+    through the chunked head): the difference to w = 0 is that NLL, computed here from a plain forward pass."""
+    import torch
+    import torch.nn.functional as F
+
+    records = load_source("preference", str(PREFS))[:3]
+    losses = {}
+    for w in (0.0, 0.5):
+        trainer = tiny_dpo_trainer(tmp_path, tiny_model_dir, f"rpo-{w}", f"train.dpo_sft_weight={w}", records)
+        trainer.model.train()
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(records))])
+        with torch.no_grad():
+            losses[w] = trainer.compute_loss(trainer.model, dict(batch)).item()
+            n = len(records)  # the batch is [chosen rows; rejected rows]
+            logits = trainer.model(input_ids=batch["input_ids"][:n], attention_mask=batch["attention_mask"][:n]).logits
+            targets, mask = batch["input_ids"][:n, 1:], batch["completion_mask"][:n, 1:].bool()
+            nll = F.cross_entropy(logits[:, :-1][mask].float(), targets[mask]).item()
+    assert losses[0.0] == pytest.approx(0.6931, abs=1e-3)  # a fresh adapter is the reference: log 2
+    assert losses[0.5] - losses[0.0] == pytest.approx(0.5 * nll, rel=1e-3)

@@ -140,3 +140,28 @@ def test_load_suite_keeps_the_first_items_of_each_category():
     for category in CATEGORIES:
         assert [it["id"] for it in two if it["category"] == category] == [it["id"] for it in full if it["category"] == category][:2]
     assert load_suite(per_category=None) == full
+
+
+def test_safety_compare_counts_passes_and_flips_against_the_first_run(tmp_path):
+    """benchmarks/safety_compare.py: policy and benign passes per run, and the first run's verdicts each later run flips;
+    a run that did not score one of the first run's items is an error, not a silent zero."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    def write(name, passed):
+        items = [{"id": f"q{i}", "category": cat, "passed": p} for i, (cat, p) in enumerate(passed)]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"results": {"tuned/builtin": {"items": items}}}))
+        return f"{name}={path}"
+
+    a = write("a", [("harmful", True), ("crisis", False), ("benign", True), ("benign", False)])
+    b = write("b", [("harmful", False), ("crisis", True), ("benign", True), ("benign", True)])
+    short = write("short", [("harmful", True)])
+    script = str(REPO / "benchmarks" / "safety_compare.py")
+    out = subprocess.run([sys.executable, script, a, b], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[1].split() == ["a", "1", "/", "2", "1", "/", "2"]
+    assert out[2].split() == ["b", "1", "/", "2", "2", "/", "2", "+1", "-1,", "+1", "-0"]
+    bad = subprocess.run([sys.executable, script, a, short], capture_output=True, text=True)
+    assert bad.returncode != 0 and "3 of a's items not scored" in bad.stderr

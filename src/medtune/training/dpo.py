@@ -33,7 +33,10 @@ def dpo_config(cfg: RunConfig, run: RunDir, has_eval: bool):
     from medtune.training.train import common_args
 
     t = cfg.train
-    return DPOConfig(**common_args(cfg, run, has_eval), beta=t.dpo_beta, loss_type=[t.dpo_loss])
+    losses, weights = [t.dpo_loss], None
+    if t.dpo_sft_weight > 0:  # TRL sums the loss types with these weights
+        losses, weights = [t.dpo_loss, "sft"], [1.0, t.dpo_sft_weight]
+    return DPOConfig(**common_args(cfg, run, has_eval), beta=t.dpo_beta, loss_type=losses, loss_weights=weights)
 
 
 def dpo_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_records, eval_records, callbacks):

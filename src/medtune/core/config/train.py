@@ -20,6 +20,9 @@ class TrainConfig(Section):
     """DPO: how far the tuned model may move from the reference (the model as training starts); lower = further."""
     dpo_loss: str = "sigmoid"
     """DPO: TRL loss_type (sigmoid = the DPO paper's loss, ipo, hinge, robust, ...)."""
+    dpo_sft_weight: float = Field(0.0, ge=0)
+    """DPO: weight of a language-model loss on the chosen answers added to the preference loss (TRL's 'sft' loss
+    type; the RPO recipe); 0 = off. It holds the chosen answers' own likelihood up while DPO widens the margin."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the training set (ignored when max_steps > 0)."""
     max_steps: int = -1
