@@ -142,3 +142,32 @@ def test_sft_weight_adds_the_chosen_answers_language_model_loss(tmp_path, tiny_m
             nll = F.cross_entropy(logits[:, :-1][mask].float(), targets[mask]).item()
     assert losses[0.0] == pytest.approx(0.6931, abs=1e-3)  # a fresh adapter is the reference: log 2
     assert losses[0.5] - losses[0.0] == pytest.approx(0.5 * nll, rel=1e-3)
+
+
+def test_completion_tokens_cut_both_answers_to_their_opening(tmp_path, tiny_model_dir, caplog):
+    """``train.dpo_completion_tokens: 3``: each pair's chosen and rejected ids are the first 3 of the whole answers'
+    ids (no end-of-turn added after the cut), the collated batch scores 3 answer tokens a row, the loss at a fresh
+    adapter is still log 2, and a pair whose answers open alike is counted in a warning."""
+    import dataclasses
+    import logging
+
+    import torch
+
+    records = load_source("preference", str(PREFS))[:2]
+    same = dataclasses.replace(records[0], id="same", rejected=records[0].answer + " But first wait a day.")
+    records = [*records, same]
+    whole = tiny_dpo_trainer(tmp_path, tiny_model_dir, "whole", "train.dpo_beta=0.1", records)
+    with caplog.at_level(logging.WARNING, logger="medtune.training.dpo"):
+        cut = tiny_dpo_trainer(tmp_path, tiny_model_dir, "cut", "train.dpo_completion_tokens=3", records)
+    assert "1 of 3 DPO training pairs open with the same 3 tokens" in caplog.text
+    for w, c in zip(whole.train_dataset, cut.train_dataset, strict=True):
+        assert len(w["chosen_ids"]) > 3 and len(w["rejected_ids"]) > 3
+        assert c["chosen_ids"] == w["chosen_ids"][:3] and c["rejected_ids"] == w["rejected_ids"][:3]
+        assert c["prompt_ids"] == w["prompt_ids"]
+    batch = cut.data_collator([cut.train_dataset[i] for i in range(len(records))])
+    assert batch["completion_mask"].sum(dim=1).tolist() == [3] * 6
+    cut.model.train()
+    with torch.no_grad():
+        assert cut.compute_loss(cut.model, dict(batch)).item() == pytest.approx(0.6931, abs=1e-3)
+    with pytest.raises(ConfigError, match="dpo_completion_tokens"):
+        load_config(None, ["train.dpo_completion_tokens=16"])

@@ -51,7 +51,26 @@ def dpo_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_recor
     cls = trainer_class(DPOTrainer, chunked_head=cfg.train.loss == "chunked")  # DPO's log-probs through the chunked head too
     trainer = cls(model=model, args=dpo_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
                   eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+    if cfg.train.dpo_completion_tokens:
+        trainer.train_dataset = cut_completions(trainer.train_dataset, cfg.train.dpo_completion_tokens, "training")
+        if trainer.eval_dataset is not None:
+            trainer.eval_dataset = cut_completions(trainer.eval_dataset, cfg.train.dpo_completion_tokens, "held-out")
     return trainer, train_ds
+
+
+def cut_completions(dataset, tokens: int, name: str):
+    """TRL's tokenized pairs with chosen and rejected cut to their first ``tokens`` tokens (``train.dpo_completion_tokens``).
+
+    The cut is in token space, after TRL tokenized the chat, so no end-of-turn is added after a cut answer. Pairs
+    whose two answers open with the same ``tokens`` tokens carry no preference any more; they are counted and logged.
+    """
+    cut = dataset.map(lambda e: {"chosen_ids": e["chosen_ids"][:tokens], "rejected_ids": e["rejected_ids"][:tokens]})
+    same = sum(c == r for c, r in zip(cut["chosen_ids"], cut["rejected_ids"], strict=True))
+    log.info("DPO %s pairs: answers cut to their first %d tokens", name, tokens)
+    if same:
+        log.warning("%d of %d DPO %s pairs open with the same %d tokens and carry no preference (raise "
+                    "train.dpo_completion_tokens)", same, len(cut), name, tokens)
+    return cut
 
 
 def drop_reference(model) -> None:

@@ -23,6 +23,10 @@ class TrainConfig(Section):
     dpo_sft_weight: float = Field(0.0, ge=0)
     """DPO: weight of a language-model loss on the chosen answers added to the preference loss (TRL's 'sft' loss
     type; the RPO recipe); 0 = off. It holds the chosen answers' own likelihood up while DPO widens the margin."""
+    dpo_completion_tokens: int | None = Field(None, gt=0)
+    """DPO: score only the first N tokens of each chosen and rejected answer (None = whole answers). Where the answers
+    are fixed templates, the whole-answer margin is won on the template's later tokens, which follow from its opening;
+    cut to the opening, the margin can only grow by choosing the right answer to start (and each step is cheaper)."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the training set (ignored when max_steps > 0)."""
     max_steps: int = -1
@@ -100,6 +104,8 @@ class TrainConfig(Section):
             raise ValueError("eval_strategy 'steps' needs eval_steps")
         if self.method == "dpo" and self.packing:
             raise ValueError("packing is for SFT; method 'dpo' scores whole chosen/rejected pairs (set packing: false)")
+        if self.dpo_completion_tokens and self.method != "dpo":
+            raise ValueError("dpo_completion_tokens cuts DPO's chosen/rejected answers; it needs method 'dpo'")
         if self.keep_best and self.schedule() == "no":
             raise ValueError("keep_best needs evaluation during training (eval_strategy 'epoch', or eval_steps)")
         generated = {"eval_rougeL": self.eval_generate > 0, "eval_bertscore_f1": self.eval_generate > 0 and self.eval_bertscore}
