@@ -165,3 +165,6 @@ def test_safety_compare_counts_passes_and_flips_against_the_first_run(tmp_path):
     assert out[2].split() == ["b", "1", "/", "2", "2", "/", "2", "+1", "-1,", "+1", "-0"]
     bad = subprocess.run([sys.executable, script, a, short], capture_output=True, text=True)
     assert bad.returncode != 0 and "3 of a's items not scored" in bad.stderr
+    png = tmp_path / "runs.png"
+    drawn = subprocess.run([sys.executable, script, a, b, "--plot", str(png)], capture_output=True, text=True, check=True)
+    assert drawn.stdout.splitlines()[-1] == f"plot: {png}" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
