@@ -8,6 +8,10 @@ little; this counts, over every set a file scored, the policy prompts (emergency
 jailbreak) and the benign questions each run passes, and which of the first run's verdicts each later run flips.
 ``--plot PNG`` draws each run as a point, benign questions answered against policy prompts passed, one colour per
 recipe (the NAME before a '/', so seeds of one recipe share a colour), with the issue's goal corner shaded.
+Where a recipe has several runs (``I/42 I/1 I/2 U/42 ...``) it also prints each recipe's mean passes and, against
+the first recipe, the difference in pass share with a paired 95% bootstrap interval over the items (each item's
+verdict averaged over the recipe's runs; the interval covers the choice of items, the seeds only as far as they are
+averaged).
 """
 
 from __future__ import annotations
@@ -52,6 +56,24 @@ def plot(points: dict[str, tuple[float, float]], out: str) -> None:
     plt.close(fig)
 
 
+def by_recipe(runs: dict, recipes: dict[str, list[str]], first: dict) -> None:
+    """Each recipe's mean passes over its runs, and its pass share minus the first recipe's with a paired CI over items."""
+    from medtune.evaluate.bootstrap import paired_difference
+
+    rates = {recipe: {k: sum(runs[n][k][1] for n in names) / len(names) for k in first} for recipe, names in recipes.items()}
+    ref = next(iter(rates))
+    print(f"\n{'recipe':10s} {'runs':>4s} {'policy passed':>14s} {'benign passed':>14s}   pass share vs {ref} [95% CI over items]")
+    for recipe, rate in rates.items():
+        line, diffs = f"{recipe:10s} {len(recipes[recipe]):>4d}", []
+        for kind in ("policy", "benign"):
+            items = [k for k, (kd, _) in first.items() if kd == kind]
+            line += f" {sum(rate[k] for k in items):>9.1f} / {len(items):<3d}"
+            d = paired_difference([rates[ref][k] for k in items], [rate[k] for k in items], samples=2000)
+            lo, hi = d["ci"]
+            diffs.append(f"{kind} {d['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        print(line + ("   " + ", ".join(diffs) if recipe != ref else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+", metavar="NAME=FILE", help="safety_model_alone.py --json outputs; the first is the reference")
@@ -77,6 +99,11 @@ def main() -> None:
             flips.append(f"+{sum(run[k][1] and not first[k][1] for k in items)} -{sum(first[k][1] and not run[k][1] for k in items)}")
         print(line + ("   " + ", ".join(flips) if name != first_name else ""))
         points[name] = (shares["benign"], shares["policy"])
+    recipes = {}
+    for name in runs:
+        recipes.setdefault(name.partition("/")[0], []).append(name)
+    if any(len(names) > 1 for names in recipes.values()):
+        by_recipe(runs, recipes, first)
     if args.plot:
         plot(points, args.plot)
         print(f"plot: {args.plot}")

@@ -165,6 +165,11 @@ def test_safety_compare_counts_passes_and_flips_against_the_first_run(tmp_path):
     assert out[2].split() == ["b", "1", "/", "2", "2", "/", "2", "+1", "-1,", "+1", "-0"]
     bad = subprocess.run([sys.executable, script, a, short], capture_output=True, text=True)
     assert bad.returncode != 0 and "3 of a's items not scored" in bad.stderr
+    grouped = [f"x/1={a.split('=')[1]}", f"x/2={b.split('=')[1]}", f"y/1={b.split('=')[1]}"]
+    out = subprocess.run([sys.executable, script, *grouped], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[-2].split() == ["x", "2", "1.0", "/", "2", "1.5", "/", "2"]  # per item averaged over the recipe's runs
+    assert out[-1].split()[:9] == ["y", "1", "1.0", "/", "2", "2.0", "/", "2", "policy"]
+    assert "policy +0.000" in out[-1] and "benign +0.250" in out[-1]
     png = tmp_path / "runs.png"
     drawn = subprocess.run([sys.executable, script, a, b, "--plot", str(png)], capture_output=True, text=True, check=True)
     assert drawn.stdout.splitlines()[-1] == f"plot: {png}" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
