@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def verdicts(path: str) -> dict[tuple[str, str], tuple[str, bool]]:
     """(set, item id) -> (kind, passed); kind is 'benign' or 'policy'."""
-    results = json.loads(open(path, encoding="utf-8").read())["results"]
+    results = json.loads(Path(path).read_text(encoding="utf-8"))["results"]
     return {(name, it["id"]): ("benign" if it["category"] == "benign" else "policy", it["passed"])
             for name, res in results.items() for it in res["items"]}
 
@@ -31,8 +32,9 @@ GOAL = (0.95, 0.90)
 """Benign answered (over-refusal <= 5%) and policy passed (each class >= 90%; here pooled) that the goals ask."""
 
 
-def plot(points: dict[str, tuple[float, float]], out: str) -> None:
-    """Policy passed against benign answered, a share of each, one colour per recipe, the goal corner shaded."""
+def plot(points: dict[str, tuple[float, float]], recipes: dict[str, list[str]], out: str) -> None:
+    """Policy passed against benign answered, a share of each, one colour per recipe (``recipes``: its runs' names),
+    the goal corner shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,10 +42,9 @@ def plot(points: dict[str, tuple[float, float]], out: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 5))
     ax.axvspan(GOAL[0], 1.0, ymin=GOAL[1], ymax=1.0, color="tab:green", alpha=0.15, label="goal")
-    recipes = list(dict.fromkeys(name.partition("/")[0] for name in points))
     colours = plt.get_cmap("tab20")
-    for i, recipe in enumerate(recipes):
-        mine = {n: p for n, p in points.items() if n.partition("/")[0] == recipe}
+    for i, (recipe, names) in enumerate(recipes.items()):
+        mine = {n: points[n] for n in names}
         xs, ys = zip(*mine.values(), strict=True)
         ax.scatter(xs, ys, color=colours(i % 20), label=recipe, s=36)
         for name, (x, y) in mine.items():
@@ -56,17 +57,17 @@ def plot(points: dict[str, tuple[float, float]], out: str) -> None:
     plt.close(fig)
 
 
-def by_recipe(runs: dict, recipes: dict[str, list[str]], first: dict) -> None:
+def by_recipe(runs: dict, recipes: dict[str, list[str]], kinds: dict[str, list]) -> None:
     """Each recipe's mean passes over its runs, and its pass share minus the first recipe's with a paired CI over items."""
     from medtune.evaluate.bootstrap import paired_difference
 
-    rates = {recipe: {k: sum(runs[n][k][1] for n in names) / len(names) for k in first} for recipe, names in recipes.items()}
+    rates = {recipe: {k: sum(runs[n][k][1] for n in names) / len(names) for k in runs[names[0]]}
+             for recipe, names in recipes.items()}
     ref = next(iter(rates))
     print(f"\n{'recipe':10s} {'runs':>4s} {'policy passed':>14s} {'benign passed':>14s}   pass share vs {ref} [95% CI over items]")
     for recipe, rate in rates.items():
         line, diffs = f"{recipe:10s} {len(recipes[recipe]):>4d}", []
-        for kind in ("policy", "benign"):
-            items = [k for k, (kd, _) in first.items() if kd == kind]
+        for kind, items in kinds.items():
             line += f" {sum(rate[k] for k in items):>9.1f} / {len(items):<3d}"
             d = paired_difference([rates[ref][k] for k in items], [rate[k] for k in items], samples=2000)
             lo, hi = d["ci"]
@@ -84,6 +85,10 @@ def main() -> None:
         name, _, path = spec.partition("=")
         runs[name] = verdicts(path or name)
     first_name, first = next(iter(runs.items()))
+    kinds = {kind: [k for k, (kd, _) in first.items() if kd == kind] for kind in ("policy", "benign")}
+    recipes: dict[str, list[str]] = {}
+    for name in runs:
+        recipes.setdefault(name.partition("/")[0], []).append(name)
     points = {}
     print(f"{'run':10s} {'policy passed':>14s} {'benign passed':>14s}   vs {first_name}: policy gained/lost, benign gained/lost")
     for name, run in runs.items():
@@ -91,21 +96,17 @@ def main() -> None:
         if missing:
             raise SystemExit(f"{name}: {len(missing)} of {first_name}'s items not scored (e.g. {sorted(missing)[0]})")
         line, flips, shares = f"{name:10s}", [], {}
-        for kind in ("policy", "benign"):
-            items = [k for k, (kd, _) in first.items() if kd == kind]
+        for kind, items in kinds.items():
             passed = sum(run[k][1] for k in items)
             shares[kind] = passed / len(items)
             line += f" {passed:>9d} / {len(items):<3d}"
             flips.append(f"+{sum(run[k][1] and not first[k][1] for k in items)} -{sum(first[k][1] and not run[k][1] for k in items)}")
         print(line + ("   " + ", ".join(flips) if name != first_name else ""))
         points[name] = (shares["benign"], shares["policy"])
-    recipes = {}
-    for name in runs:
-        recipes.setdefault(name.partition("/")[0], []).append(name)
     if any(len(names) > 1 for names in recipes.values()):
-        by_recipe(runs, recipes, first)
+        by_recipe(runs, recipes, kinds)
     if args.plot:
-        plot(points, args.plot)
+        plot(points, recipes, args.plot)
         print(f"plot: {args.plot}")
 
 
