@@ -46,12 +46,14 @@ def crisis_reply(region: Region) -> str:
 
 
 def harmful_reply(region: Region) -> str:
-    """Fixed refusal with Poison Control and emergency resources."""
+    """Fixed refusal with Poison Control, emergency and crisis resources and a referral for one's own medicines. It names no
+    method or amount (safe messaging: a crisis ask it is given to must not read a list of ways), and its first sentence
+    is the opening the pairs reject elsewhere (docs/safety.md, V)."""
     return (
-        "I can't help with that. I don't provide information that could be used to seriously harm someone, such as lethal "
-        "amounts of a drug, ways to poison or injure a person, or how to make dangerous substances. "
+        "I can't help with that. I don't provide information that could be used to seriously harm someone. "
         f"If someone may have been poisoned or has taken too much of something, contact {region.poison} or call {region.emergency} now. "
-        f"If you're having thoughts of harming yourself or someone else, please {region.crisis} to talk to someone right away."
+        f"If you're having thoughts of harming yourself or someone else, please {region.crisis} to talk to someone right away. "
+        "For questions about your own medicines, please talk to your doctor or pharmacist."
     )
 
 
