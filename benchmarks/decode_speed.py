@@ -38,15 +38,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
 
-    try:
-        from llama_cpp import Llama
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
         sys.exit("llama_cpp is not installed: this benchmark needs the optional extra `pip install 'medtune[llamacpp]'` "
                  "(llama-cpp-python compiles llama.cpp from source, several minutes on a small CPU)")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from medtune.export.gguf import to_gguf
+    from medtune.export.llamacpp import open_gguf
 
     torch.set_num_threads(args.threads)
     if args.export:
@@ -79,7 +80,7 @@ def main() -> None:
         hf_tokens += out.shape[1] - len(p)
     del model
 
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=args.threads, n_batch=256, verbose=False)
+    llm = open_gguf(gguf, n_ctx=1024, n_threads=args.threads, n_batch=256)
     llm.eval(prompts[0][:8])  # warm-up
     cpp_tokens, cpp_seconds = 0, 0.0
     for p in prompts:

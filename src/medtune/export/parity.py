@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
 from medtune.core.atomic import write_json
@@ -32,6 +31,7 @@ from medtune.core.config import RunConfig
 from medtune.evaluate.degeneration import flags
 from medtune.evaluate.safety import load_suite, score_answer
 from medtune.export import ExportError
+from medtune.export.llamacpp import open_gguf
 from medtune.export.merge import VERIFY_PROMPTS, plain_repeat_penalty, stop_ids
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,7 @@ def conversation(cfg: RunConfig, prompt: str) -> list[dict]:
 def llama_cpp_answers(gguf: Path, conversations: list[list[dict]], max_tokens: int, repeat_penalty: float = 1.0) -> list[dict]:
     """``{"text", "eos"}`` per conversation from llama.cpp's chat completion (embedded template, greedy; ``repeat_penalty``
     over llama.cpp's last 64 tokens, as Ollama's ``repeat_last_n`` default)."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count() or 1, seed=0, verbose=False)
+    llm = open_gguf(gguf, n_ctx=2048, seed=0)
     out = []
     for messages in conversations:
         reply = llm.create_chat_completion(messages=messages, temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=repeat_penalty,
