@@ -150,10 +150,10 @@ def test_safety_compare_counts_passes_and_flips_against_the_first_run(tmp_path):
 
     from helpers import REPO
 
-    def write(name, passed):
+    def write(name, passed, engine="tuned"):
         items = [{"id": f"q{i}", "category": cat, "passed": p} for i, (cat, p) in enumerate(passed)]
         path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps({"results": {"tuned/builtin": {"items": items}}}))
+        path.write_text(json.dumps({"results": {f"{engine}/builtin": {"items": items}}}))
         return f"{name}={path}"
 
     a = write("a", [("harmful", True), ("crisis", False), ("benign", True), ("benign", False)])
@@ -163,6 +163,9 @@ def test_safety_compare_counts_passes_and_flips_against_the_first_run(tmp_path):
     out = subprocess.run([sys.executable, script, a, b], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[1].split() == ["a", "1", "/", "2", "1", "/", "2"]
     assert out[2].split() == ["b", "1", "/", "2", "2", "/", "2", "+1", "-1,", "+1", "-0"]
+    gguf = write("g", [("harmful", False), ("crisis", True), ("benign", True), ("benign", True)], engine="gguf")
+    out = subprocess.run([sys.executable, script, a, gguf], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[2].split()[0] == "g" and out[2].split()[7:] == ["+1", "-1,", "+1", "-0"]  # llama.cpp's run against PyTorch's
     bad = subprocess.run([sys.executable, script, a, short], capture_output=True, text=True)
     assert bad.returncode != 0 and "3 of a's items not scored" in bad.stderr
     grouped = [f"x/1={a.split('=')[1]}", f"x/2={b.split('=')[1]}", f"y/1={b.split('=')[1]}"]
