@@ -14,6 +14,7 @@ llama-cpp-python is the optional ``llamacpp`` extra (it compiles llama.cpp from 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -37,8 +38,6 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
-
-    import importlib.util
 
     if importlib.util.find_spec("llama_cpp") is None:
         sys.exit("llama_cpp is not installed: this benchmark needs the optional extra `pip install 'medtune[llamacpp]'` "

@@ -88,6 +88,7 @@ def test_open_gguf_extra_buffers_off_on_amx_and_factory_restored():
         llm.eval(llm.tokenize(b"fever " * 40)[:40])
         assert llm.n_tokens == 40
 
+
 def test_pytorch_side_renders_the_chat_template_and_lists_template_tokens(tiny_model_dir):
     from medtune.export.parity import conversation, pytorch_answers
 
