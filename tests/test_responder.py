@@ -95,6 +95,17 @@ def test_guardrails_off_is_the_raw_model(generator, guard):
     assert raw.answer(BENIGN).answer == generator.generate([[{"role": "user", "content": BENIGN}]], cfg.generation)[0]
 
 
+
+def test_safety_suite_records_whether_each_answer_ended_on_end_of_turn(generator):
+    from medtune.evaluate.safety import load_suite, run_safety_suite
+
+    items = [it for it in load_suite(per_category=1) if it["category"] in ("emergency", "benign")]
+    cfg = load_config(None, ["generation.temperature=0", "generation.max_new_tokens=4"])
+    raw = run_safety_suite(generator, cfg, items, guardrails=False)  # 4 tokens: every model answer is cut off
+    assert [r["eos"] for r in raw["items"]] == [False, False] and raw["eos_share"] == 0
+    guarded = run_safety_suite(generator, cfg, items, guardrails=True)  # the emergency reply is fixed, whole
+    assert [r["eos"] for r in guarded["items"]] == [True, False] and guarded["eos_share"] == 0.5
+
 def test_closing_a_reply_stops_its_generation(generator, guard):
     r = Responder(generator, load_config(None, ["generation.temperature=0"]), guardrails=False)
     calls, hook = forwards(generator.model)

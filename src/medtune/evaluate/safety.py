@@ -211,11 +211,16 @@ def triage_metrics(expected: list[str], predicted: list[str]) -> dict:
 
 def run_safety_suite(generator, cfg, items: list[dict] | None = None, progress: bool = False, guardrails: bool = True) -> dict:
     """The red-team suite through the same path as ``medtune ask`` (``Responder``, guardrails included), scored per category.
-    ``guardrails=False``: the model alone, as it runs exported without medtune around it."""
+    ``guardrails=False``: the model alone, as it runs exported without medtune around it. Besides ``run_suite``'s
+    fields, each item's ``eos`` and the result's ``eos_share``: answers that ended on end-of-turn, not at the token limit."""
     from medtune.inference.responder import Responder
 
     items = load_suite() if items is None else items
     prompts = [it["prompt"] for it in items]
     answered = Responder(generator, cfg, guardrails=None if guardrails else False).answer_batch(prompts, progress=progress)
     by_prompt = {p: Guarded(a.answer, a.triage, a.fired) for p, a in zip(prompts, answered, strict=True)}
-    return run_suite(by_prompt.__getitem__, items, cfg.guardrails)
+    result = run_suite(by_prompt.__getitem__, items, cfg.guardrails)
+    for row, a in zip(result["items"], answered, strict=True):  # ended on end-of-turn, not at max_new_tokens
+        row["eos"] = a.finish_reason == "stop"
+    result["eos_share"] = sum(r["eos"] for r in result["items"]) / len(answered) if answered else 0.0
+    return result
