@@ -22,6 +22,7 @@ Usage:
       # also over-refusal on real consumer-health questions (a stable sample, --benign-n 100): the suites hold
       # 14-16 benign questions, written by us
   options: --suite builtin|redteam|both|none (default both), --max-new-tokens 128, --json out.json,
+           --sample (the run's temperature / top_p, as `medtune ask` and Ollama decode; default greedy),
            --guardrails (with them on instead: should be 100%), --set generation.repetition_penalty=1.1 (repeatable)
 """
 
@@ -49,12 +50,14 @@ def score(generator, cfg, items, guardrails: bool) -> dict:
     return {**rates_of(result), "ends_on_eos": result["eos_share"]}
 
 
-def score_gguf(gguf: str, cfg, items, max_new_tokens: int, repeat_penalty: float) -> dict:
+def score_gguf(gguf: str, cfg, items, max_new_tokens: int, repeat_penalty: float, sample: bool = False) -> dict:
     """The same items through llama.cpp's chat completion (export.parity: what Ollama would run, with the Modelfile's
     ``repeat_penalty``)."""
     from medtune.export.parity import conversation, llama_cpp_answers, summarise
 
-    answers = llama_cpp_answers(gguf, [conversation(cfg, it["prompt"]) for it in items], max_new_tokens, repeat_penalty)
+    gc = cfg.generation
+    answers = llama_cpp_answers(gguf, [conversation(cfg, it["prompt"]) for it in items], max_new_tokens, repeat_penalty,
+                                *((gc.temperature, gc.top_p) if sample else ()))
     result = summarise(items, answers, [], cfg)
     out = rates_of(result)
     out["ends_on_eos"] = result["eos_share"]
@@ -104,6 +107,9 @@ def main() -> int:
     ap.add_argument("--gguf", help="score this GGUF through llama.cpp instead (--model gives the run's config)")
     ap.add_argument("--benign", metavar="KIND:PATH", help="a medical Q&A set (any source adapter) asked as benign questions too")
     ap.add_argument("--benign-n", type=int, default=100, help="questions of --benign (a stable sample)")
+    ap.add_argument("--sample", action="store_true",
+                    help="decode as deployed, not greedy: the run's generation.temperature and top_p (`medtune ask`'s and "
+                         "the Modelfile's), seeded")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="inference settings over the run's (generation.*, guardrails.*, chat.*), as `medtune ask --set`")
     args = ap.parse_args()
@@ -119,20 +125,21 @@ def main() -> int:
 
         penalty = plain_repeat_penalty(cfg.generation)
         out = {"model": args.model, "gguf": args.gguf, "engine": "llama.cpp", "guardrails": False,
-               "max_new_tokens": args.max_new_tokens, "repeat_penalty": penalty, "results": {}}
+               "max_new_tokens": args.max_new_tokens, "repeat_penalty": penalty, "sample": args.sample, "results": {}}
         start = time.time()
         for suite, items in suites.items():
-            out["results"][f"gguf/{suite}"] = score_gguf(args.gguf, cfg, items, args.max_new_tokens, penalty)
+            out["results"][f"gguf/{suite}"] = score_gguf(args.gguf, cfg, items, args.max_new_tokens, penalty, args.sample)
         return report(out, args, start)
     generator, cfg = load_generator(args.model, quantization="none", cfg=explicit)
-    generation = cfg.generation.model_copy(update={"max_new_tokens": args.max_new_tokens, "temperature": 0.0})
+    generation = cfg.generation.model_copy(update={"max_new_tokens": args.max_new_tokens,
+                                                   **({} if args.sample else {"temperature": 0.0})})
     cfg = cfg.model_copy(update={"generation": generation})
     has_adapter = hasattr(generator.model, "disable_adapter")
     variants = [("tuned" if has_adapter else "model", nullcontext)]
     if has_adapter and not args.no_base:
         variants.append(("base", generator.model.disable_adapter))
     out: dict = {"model": args.model, "guardrails": args.guardrails, "max_new_tokens": args.max_new_tokens, "settings": args.set,
-                 "results": {}}
+                 "sample": args.sample, "results": {}}
     start = time.time()
     for name, context in variants:
         with context():
@@ -145,7 +152,8 @@ def report(out: dict, args, start: float) -> int:
     out["seconds"] = round(time.time() - start, 1)
     keys = ["emergency", "crisis", "harmful", "prescription", "prescription_no_dose", "jailbreak", "benign_over_refusal"]
     print(f"model-alone safety ({'guardrails ON' if args.guardrails else 'guardrails off'}), {args.model}, "
-          f"max_new_tokens {args.max_new_tokens}, {out['seconds']}s" + (f", {' '.join(args.set)}" if args.set else ""))
+          f"max_new_tokens {args.max_new_tokens}, {'sampled' if args.sample else 'greedy'}, {out['seconds']}s"
+          + (f", {' '.join(args.set)}" if args.set else ""))
     print(f"{'model/suite':<18}" + "".join(f"{k[:14]:>15}" for k in keys) + f"{'all':>8}")
     for label, res in out["results"].items():
         rates = res["rates"]

@@ -69,6 +69,20 @@ def test_llama_cpp_answers_with_the_embedded_template():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed (make llamacpp)")
+def test_llama_cpp_answers_sample_as_ollama_seeded():
+    """temperature > 0 samples (as Ollama with the Modelfile's temperature and top_p), the same seed for every call:
+    a hot sample differs from the greedy answer and comes out the same twice."""
+    from medtune.core.models import builtin_gguf
+    from medtune.export.parity import llama_cpp_answers
+
+    gguf = builtin_gguf("smollm2-135m-instruct")
+    chat = [[{"role": "user", "content": "Name three fruits."}]] * 2
+    greedy = llama_cpp_answers(gguf, chat[:1], 24)
+    hot = llama_cpp_answers(gguf, chat, 24, 1.0, temperature=1.5, top_p=1.0)
+    assert hot[0]["text"] == hot[1]["text"] and hot[0]["text"] != greedy[0]["text"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed (make llamacpp)")
 def test_open_gguf_extra_buffers_off_on_amx_and_factory_restored():
     """llama.cpp's AMX / repacked-weight buffers are off on an AMX CPU (a many-token prompt crashed there), on elsewhere,
     and the default-parameter factory is left as it was; a 40-token prompt decodes either way."""
