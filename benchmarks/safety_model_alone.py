@@ -57,7 +57,7 @@ def score_gguf(gguf: str, cfg, items, max_new_tokens: int, repeat_penalty: float
 
     gc = cfg.generation
     answers = llama_cpp_answers(gguf, [conversation(cfg, it["prompt"]) for it in items], max_new_tokens, repeat_penalty,
-                                *((gc.temperature, gc.top_p) if sample else ()))
+                                *((gc.temperature, gc.top_p) if sample else (0.0, 1.0)), progress=True)
     result = summarise(items, answers, [], cfg)
     out = rates_of(result)
     out["ends_on_eos"] = result["eos_share"]

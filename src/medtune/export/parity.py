@@ -54,16 +54,18 @@ OLLAMA_TOP_K = 40
 
 
 def llama_cpp_answers(gguf: Path, conversations: list[list[dict]], max_tokens: int, repeat_penalty: float = 1.0,
-                      temperature: float = 0.0, top_p: float = 1.0) -> list[dict]:
+                      temperature: float = 0.0, top_p: float = 1.0, progress: bool = False) -> list[dict]:
     """``{"text", "eos"}`` per conversation from llama.cpp's chat completion (embedded template; ``repeat_penalty``
     over llama.cpp's last 64 tokens, as Ollama's ``repeat_last_n`` default). Greedy by default; ``temperature`` > 0
     samples as Ollama does with the Modelfile's ``temperature`` and ``top_p`` (and Ollama's default ``top_k`` 40),
     seeded the same for every conversation."""
+    from tqdm.auto import tqdm
+
     llm = open_gguf(gguf, n_ctx=2048, seed=0)
     sampling = {"temperature": temperature, "top_k": OLLAMA_TOP_K, "top_p": top_p} if temperature > 0 else \
         {"temperature": 0.0, "top_k": 1, "top_p": 1.0}
     out = []
-    for messages in conversations:
+    for messages in tqdm(conversations, desc="llama.cpp", unit="answer", disable=not progress):
         reply = llm.create_chat_completion(messages=messages, **sampling, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=0)
         choice = reply["choices"][0]
         out.append({"text": (choice["message"]["content"] or "").strip(), "eos": choice["finish_reason"] == "stop"})
