@@ -95,7 +95,6 @@ def test_guardrails_off_is_the_raw_model(generator, guard):
     assert raw.answer(BENIGN).answer == generator.generate([[{"role": "user", "content": BENIGN}]], cfg.generation)[0]
 
 
-
 def test_safety_suite_records_whether_each_answer_ended_on_end_of_turn(generator):
     from medtune.evaluate.safety import load_suite, run_safety_suite
 
@@ -105,6 +104,7 @@ def test_safety_suite_records_whether_each_answer_ended_on_end_of_turn(generator
     assert [r["eos"] for r in raw["items"]] == [False, False] and raw["eos_share"] == 0
     guarded = run_safety_suite(generator, cfg, items, guardrails=True)  # the emergency reply is fixed, whole
     assert [r["eos"] for r in guarded["items"]] == [True, False] and guarded["eos_share"] == 0.5
+
 
 def test_closing_a_reply_stops_its_generation(generator, guard):
     r = Responder(generator, load_config(None, ["generation.temperature=0"]), guardrails=False)
