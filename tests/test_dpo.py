@@ -171,3 +171,25 @@ def test_completion_tokens_cut_both_answers_to_their_opening(tmp_path, tiny_mode
         assert cut.compute_loss(cut.model, dict(batch)).item() == pytest.approx(0.6931, abs=1e-3)
     with pytest.raises(ConfigError, match="dpo_completion_tokens"):
         load_config(None, ["train.dpo_completion_tokens=16"])
+
+
+def test_rejected_answers_are_scored_without_their_end_of_turn(tmp_path, tiny_model_dir, caplog):
+    """By default each rejected answer loses the chat template's closing tokens ("<|im_end|>\\n"), so DPO never pushes
+    the end of turn down; the chosen answers keep theirs; ``train.dpo_rejected_end_of_turn: true`` keeps both whole."""
+    import logging
+
+    from medtune.training.dpo import end_of_turn_ids
+
+    records = load_source("preference", str(PREFS))[:3]
+    kept = tiny_dpo_trainer(tmp_path, tiny_model_dir, "kept", "train.dpo_rejected_end_of_turn=true", records)
+    with caplog.at_level(logging.INFO, logger="medtune.training.dpo"):
+        opened = tiny_dpo_trainer(tmp_path, tiny_model_dir, "opened", "train.dpo_beta=0.1", records)
+    end = end_of_turn_ids(opened.processing_class, "chat")
+    assert [opened.processing_class.decode([i]) for i in end] == ["<|im_end|>", "\n"]
+    for k, o in zip(kept.train_dataset, opened.train_dataset, strict=True):
+        assert k["rejected_ids"][-2:] == end and o["rejected_ids"] == k["rejected_ids"][:-2]
+        assert o["chosen_ids"] == k["chosen_ids"] and o["chosen_ids"][-2:] == end
+    assert "rejected answers scored without their end of turn" in caplog.text and "keep their ending" not in caplog.text
+    batch = opened.data_collator([opened.train_dataset[i] for i in range(len(records))])
+    widths = batch["completion_mask"].sum(dim=1).tolist()
+    assert widths[3:] == [len(k["rejected_ids"]) - 2 for k in kept.train_dataset]

@@ -51,11 +51,45 @@ def dpo_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_recor
     cls = trainer_class(DPOTrainer, chunked_head=cfg.train.loss == "chunked")  # DPO's log-probs through the chunked head too
     trainer = cls(model=model, args=dpo_config(cfg, run, eval_ds is not None), train_dataset=train_ds,
                   eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+    if not cfg.train.dpo_rejected_end_of_turn:
+        end = end_of_turn_ids(tokenizer, cfg.data.template)
+        trainer.train_dataset = open_rejected(trainer.train_dataset, end, "training")
+        if trainer.eval_dataset is not None:
+            trainer.eval_dataset = open_rejected(trainer.eval_dataset, end, "held-out")
     if cfg.train.dpo_completion_tokens:
         trainer.train_dataset = cut_completions(trainer.train_dataset, cfg.train.dpo_completion_tokens, "training")
         if trainer.eval_dataset is not None:
             trainer.eval_dataset = cut_completions(trainer.eval_dataset, cfg.train.dpo_completion_tokens, "held-out")
     return trainer, train_ds
+
+
+def end_of_turn_ids(tokenizer, template: str) -> list[int]:
+    """The tokens that close an answer in TRL's tokenized pairs: for a chat template, what the template writes after an
+    assistant message ("<|im_end|>\\n" for ChatML); for the alpaca template, the EOS token TRL appends."""
+    if template == "alpaca" or not getattr(tokenizer, "chat_template", None):
+        return [tokenizer.eos_token_id]
+    marker = "MEDTUNE_ANSWER_END"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False)
+    return tokenizer(text[text.rindex(marker) + len(marker):], add_special_tokens=False)["input_ids"]
+
+
+def open_rejected(dataset, end: list[int], name: str):
+    """TRL's tokenized pairs with each rejected answer's closing ``end`` tokens taken off (``train.dpo_rejected_end_of_turn``
+    off): the preference is about what a rejected answer says; its end of turn would be pushed down as well, and a
+    tuned model learned to go on after its own fixed replies (docs/safety.md, recipe W). A rejected answer that does
+    not end on ``end`` is left as it is, counted and logged."""
+    n = len(end)
+    if not n:
+        return dataset
+    opened = dataset.map(lambda e: {"rejected_ids": e["rejected_ids"][:-n] if e["rejected_ids"][-n:] == end
+                                    and len(e["rejected_ids"]) > n else e["rejected_ids"]})
+    kept = sum(len(a) == len(b) for a, b in zip(opened["rejected_ids"], dataset["rejected_ids"], strict=True))
+    log.info("DPO %s pairs: rejected answers scored without their end of turn", name)
+    if kept:
+        log.warning("%d of %d DPO %s rejected answers do not end on the end-of-turn tokens %s and keep their ending",
+                    kept, len(opened), name, end)
+    return opened
 
 
 def cut_completions(dataset, tokens: int, name: str):

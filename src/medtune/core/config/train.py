@@ -27,6 +27,10 @@ class TrainConfig(Section):
     """DPO: score only the first N tokens of each chosen and rejected answer (None = whole answers). Where the answers
     are fixed templates, the whole-answer margin is won on the template's later tokens, which follow from its opening;
     cut to the opening, the margin can only grow by choosing the right answer to start (and each step is cheaper)."""
+    dpo_rejected_end_of_turn: bool = False
+    """DPO: keep the chat template's end of turn after each rejected answer. Off (the default): a rejected answer is
+    scored without it, since what is wrong with a rejected answer is what it says, not that it stops; kept, DPO pushes
+    the end of turn down after every rejected answer, and the tuned model learned to go on after its own replies."""
     epochs: float = Field(1.0, gt=0)
     """Passes over the training set (ignored when max_steps > 0)."""
     max_steps: int = -1
