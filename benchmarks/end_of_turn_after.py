@@ -19,14 +19,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from medtune.core.assets import BUILTIN_DIR  # noqa: E402
-
-SUITES = {"builtin": BUILTIN_DIR / "safety_suite.jsonl", "redteam": BUILTIN_DIR / "redteam.jsonl"}
 POLICY = "emergency,crisis,harmful,prescription,jailbreak"
 
 
 def answers(path: str, classes: set[str]) -> list[tuple[str, str, str, str]]:
     """``(id, class, prompt, answer)`` for every answer of ``classes`` in a benchmark JSON (its suites' sets only)."""
+    from safety_model_alone import SUITES  # a sibling benchmark: the suites its JSON names
+
     from medtune.evaluate.safety import load_suite
 
     prompts = {name: {item["id"]: item["prompt"] for item in load_suite(file)} for name, file in SUITES.items()}

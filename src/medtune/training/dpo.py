@@ -53,14 +53,17 @@ def dpo_trainer(cfg: RunConfig, run: RunDir, model, tokenizer, lora, train_recor
                   eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     if not cfg.train.dpo_rejected_end_of_turn:
         end = end_of_turn_ids(tokenizer, cfg.data.template)
-        trainer.train_dataset = open_rejected(trainer.train_dataset, end, "training")
-        if trainer.eval_dataset is not None:
-            trainer.eval_dataset = open_rejected(trainer.eval_dataset, end, "held-out")
+        _remap(trainer, lambda ds, name: open_rejected(ds, end, name))
     if cfg.train.dpo_completion_tokens:
-        trainer.train_dataset = cut_completions(trainer.train_dataset, cfg.train.dpo_completion_tokens, "training")
-        if trainer.eval_dataset is not None:
-            trainer.eval_dataset = cut_completions(trainer.eval_dataset, cfg.train.dpo_completion_tokens, "held-out")
+        _remap(trainer, lambda ds, name: cut_completions(ds, cfg.train.dpo_completion_tokens, name))
     return trainer, train_ds
+
+
+def _remap(trainer, fn) -> None:
+    """Replace the trainer's tokenized training pairs, and its held-out pairs if any, with ``fn(dataset, name)``."""
+    trainer.train_dataset = fn(trainer.train_dataset, "training")
+    if trainer.eval_dataset is not None:
+        trainer.eval_dataset = fn(trainer.eval_dataset, "held-out")
 
 
 def end_of_turn_ids(tokenizer, template: str) -> list[int]:
