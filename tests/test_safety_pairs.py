@@ -10,12 +10,14 @@ from helpers import shared
 
 from medtune.core.assets import BUILTIN_DIR
 from medtune.core.config import load_config
+from medtune.data.decontaminate import overlaps
 from medtune.data.sources import load_source
 from medtune.evaluate.degeneration import header_end
 from medtune.evaluate.safety import REFUSAL, load_suite, score_answer
 from medtune.guardrails.replies import emergency_reply, harmful_reply
 from medtune.training.safety_pairs import (
     CLASSES,
+    evaluation_grams,
     exemplar_prompts,
     first_sentences,
     make_pairs,
@@ -57,6 +59,7 @@ def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
     questions, questions_left_out = question_prompts(cfg)
     training = [p.text for p in policy_prompts(cfg) + exemplars + questions]
     assert [t for t in training if grams(t) & held_out] == []
+    assert [t for t in training if overlaps(t, evaluation_grams())] == []  # and by the generator's own word split
     assert len(questions) >= 150 and {p.category for p in questions} == {"benign"} and not any(p.chosen for p in questions)
     assert len({p.text for p in questions}) == len(questions) and sum(questions_left_out.values()) == 0
     # the exemplars that share wording with an evaluation set are left out and counted, not lost (the generator splits
