@@ -3,6 +3,7 @@
     python benchmarks/safety_compare.py I=i.json seed1=s1.json N=n.json
     python benchmarks/safety_compare.py I/42=i.json I/1=s1.json T/42=t.json --plot runs/safety_compare.png
     python benchmarks/safety_compare.py torch=u.json gguf=u_gguf.json     # a run through llama.cpp against PyTorch
+    python benchmarks/safety_compare.py W/42=w.json X/42=x.json --only redteam         # one scored set only
 
 Classes of 6-16 prompts swing by whole items between runs (a seed alone moves several), so a per-class rate says
 little; this counts, over every set a file scored, the policy prompts (emergency, crisis, harmful, prescription,
@@ -86,11 +87,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("runs", nargs="+", metavar="NAME=FILE", help="safety_model_alone.py --json outputs; the first is the reference")
     ap.add_argument("--plot", metavar="PNG", help="also draw the runs as points, benign answered against policy passed")
+    ap.add_argument("--only", metavar="SET", help="count one scored set only (e.g. redteam: the set written apart from "
+                                                  "the training prompts, where the builtin suite inspired some of them)")
     args = ap.parse_args()
     runs = {}
     for spec in args.runs:
         name, _, path = spec.partition("=")
-        runs[name] = verdicts(path or name)
+        runs[name] = {k: v for k, v in verdicts(path or name).items() if args.only in (None, k[0])}
+        if not runs[name]:
+            raise SystemExit(f"{name}: no items of set {args.only!r} in {path or name}")
     first_name, first = next(iter(runs.items()))
     kinds = {kind: [k for k, (kd, _) in first.items() if kd == kind] for kind in ("policy", "benign")}
     recipes: dict[str, list[str]] = {}
