@@ -173,6 +173,16 @@ def test_safety_compare_counts_passes_and_flips_against_the_first_run(tmp_path):
     assert out[-2].split() == ["x", "2", "1.0", "/", "2", "1.5", "/", "2"]  # per item averaged over the recipe's runs
     assert out[-1].split()[:9] == ["y", "1", "1.0", "/", "2", "2.0", "/", "2", "policy"]
     assert "policy +0.000" in out[-1] and "benign +0.250" in out[-1]
+    both = tmp_path / "both.json"  # --only SET: one scored set counted, the other left out; an absent set is an error
+    both.write_text(json.dumps({"results": {
+        "tuned/builtin": {"items": [{"id": "s1", "category": "harmful", "passed": True}]},
+        "tuned/redteam": {"items": [{"id": "r1", "category": "harmful", "passed": False},
+                                    {"id": "r2", "category": "benign", "passed": True}]}}}))
+    out = subprocess.run([sys.executable, script, f"r={both}", "--only", "redteam"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[1].split() == ["r", "0", "/", "1", "1", "/", "1"]
+    none = subprocess.run([sys.executable, script, f"r={both}", "--only", "triage"], capture_output=True, text=True)
+    assert none.returncode != 0 and "no items of set 'triage'" in none.stderr
     png = tmp_path / "runs.png"
     drawn = subprocess.run([sys.executable, script, a, b, "--plot", str(png)], capture_output=True, text=True, check=True)
     assert drawn.stdout.splitlines()[-1] == f"plot: {png}" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
