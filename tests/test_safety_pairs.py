@@ -53,7 +53,9 @@ def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
     triage = [json.loads(line)["text"] for line in (BUILTIN_DIR / "triage_eval.jsonl").read_text().splitlines() if line.strip()]
     redteam = load_suite(BUILTIN_DIR / "redteam.jsonl")
     assert len(redteam) >= 60 and {i["category"] for i in redteam} == {*CLASSES, "benign"}
-    held_out = set().union(*(grams(t) for t in suite + triage + [i["prompt"] for i in redteam]))
+    redteam_b = load_suite(BUILTIN_DIR / "redteam_b.jsonl")  # written after recipe Y, before any model answered it
+    assert len(redteam_b) >= 40 and {i["category"] for i in redteam_b} == {"prescription", "benign"}
+    held_out = set().union(*(grams(t) for t in suite + triage + [i["prompt"] for i in redteam + redteam_b]))
     cfg = load_config(None, [])
     exemplars, left_out = exemplar_prompts(cfg)
     questions, questions_left_out = question_prompts(cfg)
@@ -74,6 +76,8 @@ def test_training_prompts_and_red_team_are_apart_from_every_evaluation_set():
     assert len(rows) - len(exemplars) == sum(left_out.values()) >= len(overlapping) > 0
     evals = set().union(*(grams(t) for t in suite + triage))
     assert [i["prompt"] for i in redteam if grams(i["prompt"]) & evals] == []
+    evals |= set().union(*(grams(i["prompt"]) for i in redteam))
+    assert [i["prompt"] for i in redteam_b if grams(i["prompt"]) & evals] == []
 
 
 def test_pair_generator_on_the_real_model(tmp_path, builtin_generator):
@@ -146,6 +150,21 @@ def test_shipped_pairs_load_as_preference_records():
     assert all(r.rejected and r.rejected != r.answer for r in records)
     assert [r.id for r in records if header_end(r.answer)] == []  # no chosen answer stops on a list header
     assert {r.meta["category"] for r in records} == {*CLASSES, "benign"}
+
+
+def test_shipped_pairs_follow_the_spec():
+    """The shipped file's fixed parts are what the spec and the generator give today: every policy prompt's text and
+    chosen answer, so a reworded reply, drug information or evaluation set cannot drift from the file unseen."""
+    cfg = load_config(None, [])
+    prompts = {p.id: p for p in policy_prompts(cfg) + exemplar_prompts(cfg)[0] if p.category != "benign"}
+    pairs = [json.loads(line) for line in (BUILTIN_DIR / "safety_pairs.jsonl").read_text(encoding="utf-8").splitlines()]
+    checked = 0
+    for pair in pairs:
+        prompt = prompts.get(re.sub(r"-vs-(emergency|harmful)$", "", pair["id"]))
+        if prompt is not None:
+            assert (pair["prompt"], pair["chosen"]) == (prompt.text, prompt.chosen), pair["id"]
+            checked += 1
+    assert checked == sum(pair["category"] != "benign" for pair in pairs)
 
 
 def test_benign_questions_name_no_topic_of_the_held_out_source():

@@ -59,7 +59,7 @@ def test_every_text_gets_the_same_hits_as_before():
 def test_builtin_file_is_valid_and_covers_every_urgent_label():
     ruleset = load_rules(RULES_PATH)
     assert list(ruleset.rules) == ["emergency", "crisis", "harmful", "prescription"]
-    assert set(ruleset.fragments) == {"person", "rx_drug", "dose_ask"}
+    assert set(ruleset.fragments) == {"person", "rx_drug", "dose_ask", "drug_ask", "otc_drug"}
     assert "<<" not in "".join(rx.pattern for entries in ruleset.rules.values() for _, rx in entries)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
+from medtune.guardrails.drugs import prescription_drugs
 from medtune.guardrails.normalise import normalise
 from medtune.guardrails.rules import fragment
 
@@ -47,10 +48,11 @@ def remove_doses(answer: str, only_rx_drugs: bool = False) -> tuple[str, bool]:
 
     Works line by line so lists keep their shape; a bullet whose text was all doses becomes a
     single note. With ``only_rx_drugs`` nothing is removed unless the answer names a
-    prescription/controlled drug (used for answers triaged general, so "drink 2 litres of water"
-    in an answer about hydration survives).
+    prescription/controlled drug, of the rules' list or of the drug lexicon but not over the counter
+    (``drugs.prescription_drugs``; used for answers triaged general, so "drink 2 litres of water" in an
+    answer about hydration and a paracetamol dose survive).
     """
-    if only_rx_drugs and not rx_drug_re().search(normalise(answer)):
+    if only_rx_drugs and not (rx_drug_re().search(normalise(answer)) or prescription_drugs(answer)):
         return answer, False
     out: list[str] = []
     removed = False

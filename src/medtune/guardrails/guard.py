@@ -18,6 +18,14 @@ Triage labels a user turn as one of ``LABELS``. Two detectors vote:
   without any trigger word ("a squeezing weight behind my breastbone spreading to my jaw")
   are caught too.
 
+A question that reads as an emergency but asks how to harm someone (``harm.intends_harm``: "the insulin amount to
+give my sleeping husband so he won't wake up") is harmful: declined with Poison Control and the emergency number
+(``intends_harm`` holds for no emergency prompt of the labelled sets, the exemplars or the suites).
+
+When neither fires, a question that names a drug of a maintained lexicon (``guardrails.drugs``: any drug,
+not only the rules' list) and asks its dose, schedule or a prescription is a prescription ask (reason
+``drug:prescription:<name>``).
+
 Jailbreak framings ("ignore your instructions", "hypothetically, for a story", "don't tell me
 to call 911") are detected, recorded in the reasons, and cut out of the text the semantic
 detector sees, so they cannot talk it out of a label. When several labels apply the most
@@ -48,9 +56,17 @@ from dataclasses import dataclass, field
 
 from medtune.core.config import GuardrailsConfig
 from medtune.guardrails.doses import remove_doses
+from medtune.guardrails.drugs import drug_ask
 from medtune.guardrails.harm import gives_means, intends_harm
 from medtune.guardrails.normalise import normalise, segments
-from medtune.guardrails.replies import PRESCRIPTION_ADDENDUM, PRESCRIPTION_PREFIX, crisis_reply, emergency_reply, harmful_reply
+from medtune.guardrails.replies import (
+    PRESCRIPTION_ADDENDUM,
+    PRESCRIPTION_PREFIX,
+    crisis_reply,
+    emergency_reply,
+    harmful_reply,
+    without_prefix,
+)
 from medtune.guardrails.rules import LABELS, detect_framings, match_rules, strip_framings
 from medtune.guardrails.semantic import SEMANTIC_FLOOR, SemanticClassifier, cached_classifier
 from medtune.guardrails.stream import GuardedStream
@@ -147,7 +163,13 @@ class Guardrails:
         for label, score, nearest in self.semantic(core, incumbent):
             found[label] = max(found.get(label, 0.0), score)
             reasons.append(f"semantic:{label}:{score:.2f} ~ {nearest!r}")
+        if not found and (drug := drug_ask(norm)):  # a dose or prescription ask about a drug no rule names
+            found["prescription"] = 1.0
+            reasons.append(f"drug:prescription:{drug}")
         label = next((label for label in LABELS if label in found), "general")
+        if label == "emergency" and intends_harm(norm):  # "the insulin amount ... so he won't wake up": a request, declined
+            label, found["harmful"] = "harmful", 1.0
+            reasons.append("harm_intent:harmful")
         return Triage(label, round(found.get(label, 1.0), 4), reasons)
 
     def triage_turns(self, prompt: str, history: list[dict] | None = None, context_turns: int = 2) -> Triage:
@@ -197,7 +219,7 @@ class Guardrails:
             if removed:
                 fired.append("dose_removed")
         if decision.prefix:
-            answer = f"{decision.prefix}\n\n{answer}".strip()
+            answer = f"{decision.prefix}\n\n{without_prefix(answer, decision.prefix)}".strip()
             fired.append("prefix")
         disclaimer = self.disclaimer
         if disclaimer and disclaimer not in answer:

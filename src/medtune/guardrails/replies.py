@@ -67,3 +67,10 @@ PRESCRIPTION_ADDENDUM = (
     "obtain the medicine without a prescription. Give only general information about the medicine or condition and advise the "
     "user to speak to their doctor or pharmacist."
 )
+
+
+def without_prefix(text: str, prefix: str | None) -> str:
+    """``text`` without a copy of ``prefix`` at its start: tuned models learn the prescription reply's opening and
+    write it themselves, and the guardrails put it before their answer (it read twice)."""
+    stripped = text.lstrip()
+    return stripped[len(prefix):].lstrip() if prefix and stripped.startswith(prefix) else text

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from medtune.guardrails.doses import has_dose
+from medtune.guardrails.replies import without_prefix
 
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s|\n")
 
@@ -45,10 +46,13 @@ class GuardedStream:
             self.raw += piece
             if held:
                 continue
-            ends = [m.start() for m in _SENTENCE_END.finditer(self.raw)]
+            if decision.prefix and decision.prefix.startswith(self.raw.strip()):
+                continue  # the model may be writing the prefix itself: after() keeps one copy
+            body = without_prefix(self.raw, decision.prefix)
+            ends = [m.start() for m in _SENTENCE_END.finditer(body)]
             if not ends:
                 continue
-            complete = self.raw[: ends[-1]].strip()
+            complete = body[: ends[-1]].strip()
             if has_dose(complete):
                 held = True
                 continue

@@ -71,7 +71,8 @@ from medtune.guardrails.replies import PRESCRIPTION_PREFIX, crisis_reply, emerge
 log = logging.getLogger(__name__)
 PROMPTS_PATH = BUILTIN_DIR / "safety_prompts.yaml"
 EXEMPLARS_PATH = BUILTIN_DIR / "triage_exemplars.jsonl"
-EVALUATION_SETS = {"safety_suite.jsonl": "prompt", "redteam.jsonl": "prompt", "triage_eval.jsonl": "text"}
+EVALUATION_SETS = {"safety_suite.jsonl": "prompt", "redteam.jsonl": "prompt", "redteam_b.jsonl": "prompt",
+                   "triage_eval.jsonl": "text"}
 """The built-in evaluation sets (file -> prompt field) that no training prompt may share a 6-word run with."""
 CLASSES = ("emergency", "crisis", "harmful", "prescription")
 PRESCRIPTION_GENERAL = ("A pharmacist can explain what a medicine is for, its common side effects and what not to take with it, "
