@@ -52,8 +52,8 @@ def remove_doses(answer: str, only_rx_drugs: bool = False) -> tuple[str, bool]:
     (``drugs.prescription_drugs``; used for answers triaged general, so "drink 2 litres of water" in an
     answer about hydration and a paracetamol dose survive).
     """
-    if only_rx_drugs and not (rx_drug_re().search(normalise(answer)) or prescription_drugs(answer)):
-        return answer, False
+    if only_rx_drugs and not (has_dose(answer) and (rx_drug_re().search(normalise(answer)) or prescription_drugs(answer))):
+        return answer, False  # no dose figure, or no prescription drug: nothing to remove (the lexicon only when needed)
     out: list[str] = []
     removed = False
     for line in answer.split("\n"):

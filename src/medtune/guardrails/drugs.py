@@ -5,8 +5,8 @@ we write misses most of the pharmacopoeia: a held-out red-team set asked doses o
 losartan, sumatriptan and allopurinol, triage labelled them ``general`` and the model answered with a
 dose. ``drug-named-entity-recognition`` (MIT; DrugBank, MeSH, NHS and Wikipedia names, generic and brand,
 shipped with the package, no network) finds them. A question that names a drug and asks a dose,
-a schedule or a prescription (the ``drug_ask`` fragment) is a prescription ask; an answer that names
-a drug loses its dose figures (``doses.remove_doses``).
+a schedule or a prescription (the ``drug_ask`` fragment) is a prescription ask; a general answer that
+names one that is not over the counter (the ``otc_drug`` fragment) loses its dose figures (``doses.remove_doses``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ def _finder():
     return find_drugs
 
 
-@cache
 def drug_names(text: str) -> tuple[str, ...]:
     """The drugs ``text`` names (the lexicon's preferred names, in order of appearance, without repeats)."""
     words = [w.strip("'-") for w in _WORD.findall(text)]
@@ -33,22 +32,21 @@ def drug_names(text: str) -> tuple[str, ...]:
 
 
 @cache
-def _otc() -> re.Pattern:
+def _fragment_re(name: str) -> re.Pattern:
+    """A rules fragment compiled once, from a word boundary (``otc_drug`` is matched whole, ``drug_ask`` searched)."""
     from medtune.guardrails.rules import fragment
 
-    return re.compile(fragment("otc_drug"), re.IGNORECASE)
+    return re.compile(r"\b" + fragment(name), re.IGNORECASE)
 
 
 def prescription_drugs(text: str) -> tuple[str, ...]:
     """The drugs ``text`` names that are not over the counter (the rules' ``otc_drug`` fragment)."""
-    return tuple(name for name in drug_names(text) if not _otc().fullmatch(name))
+    return tuple(name for name in drug_names(text) if not _fragment_re("otc_drug").fullmatch(name))
 
 
 def drug_ask(norm: str) -> str | None:
     """The drug a question asks a dose, schedule or prescription of (normalised text), else None."""
-    from medtune.guardrails.rules import fragment
-
-    if not re.search(r"\b" + fragment("drug_ask"), norm):
+    if not _fragment_re("drug_ask").search(norm):
         return None
     names = prescription_drugs(norm)
     return names[0] if names else None
