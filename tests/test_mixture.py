@@ -97,6 +97,28 @@ def test_count_mixes_with_weights(files):
     assert used(capped) == {"c": 30} and capped.card["sources"][0]["asked"] == {"count": 500}
 
 
+def test_where_splits_one_file_into_sources_with_their_own_shares(tmp_path):
+    """The built-in safety pairs carry a ``category``: each class its own count, the rest counted as not selected."""
+    pairs = tmp_path / "pairs.jsonl"
+    with open(pairs, "w") as f:
+        for i in range(40):
+            category = ("benign", "prescription", "harmful", "crisis")[i % 4]
+            f.write(json.dumps({"id": f"p{i}", "category": category, "prompt": f"Question {i} on {category}?",
+                                "chosen": f"A careful answer {i} about {category} and a doctor.", "rejected": f"A bad answer {i}."}) + "\n")
+    sources = [SourceConfig(kind="preference", path=str(pairs), where={"category": ["prescription"]}, count=8),
+               SourceConfig(kind="preference", path=str(pairs), where={"category": ["benign", "harmful"]}, count=6)]
+    prepared = P.prepare(data(sources), rejected=True)
+    kept = Counter(r.meta["category"] for r in prepared.train)
+    assert kept["prescription"] == 8 and kept["benign"] + kept["harmful"] == 6 and "crisis" not in kept
+    card = prepared.card["sources"]
+    assert [s["records_loaded"] for s in card] == [10, 20] and [s["not_selected"] for s in card] == [30, 20]
+    assert card[0]["asked"] == {"count": 8, "where": "category in prescription"}
+    assert "10 (30 not selected)" in P.card_markdown(prepared.card)
+    for where, message in (({"categry": ["benign"]}, "no record has the field 'categry'"), ({"category": ["Benign"]}, "no record matches")):
+        with pytest.raises(ValueError, match=message):
+            P.prepare(data([SourceConfig(kind="preference", path=str(pairs), where=where)]), rejected=True)
+
+
 def test_sampling_is_seeded_per_source(files):
     cfg = data([SourceConfig(path=files["a"], count=20), SourceConfig(path=files["b"], weight=1)])
     first, again = P.prepare(cfg), P.prepare(cfg)

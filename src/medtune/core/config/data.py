@@ -39,6 +39,11 @@ class SourceConfig(Section):
     for the rest (copies get ids '<id>#2'...)."""
     license: str | None = None
     """Licence tag override."""
+    where: dict[str, list[str]] = {}
+    """Keep only the records whose field holds one of the values (a record field such as ``source``, or a key of
+    its ``meta``, e.g. a preference file's ``category``), before cleaning and the mixture; the rest are counted in the
+    data card (``not_selected``), never dropped unseen. Loading one file as several sources with disjoint ``where``
+    gives each part its own share (``count``/``weight``)."""
 
     @model_validator(mode="after")
     def _one_share(self) -> SourceConfig:
