@@ -98,7 +98,7 @@ def test_count_mixes_with_weights(files):
 
 
 def test_where_splits_one_file_into_sources_with_their_own_shares(tmp_path):
-    """The built-in safety pairs carry a ``category``: each class its own count, the rest counted as not selected."""
+    """The built-in safety pairs carry a ``category``: each class its own count, the rest counted as left out."""
     pairs = tmp_path / "pairs.jsonl"
     with open(pairs, "w") as f:
         for i in range(40):
@@ -111,9 +111,11 @@ def test_where_splits_one_file_into_sources_with_their_own_shares(tmp_path):
     kept = Counter(r.meta["category"] for r in prepared.train)
     assert kept["prescription"] == 8 and kept["benign"] + kept["harmful"] == 6 and "crisis" not in kept
     card = prepared.card["sources"]
-    assert [s["records_loaded"] for s in card] == [10, 20] and [s["not_selected"] for s in card] == [30, 20]
+    assert [s["records_loaded"] for s in card] == [10, 20]
+    assert [s["skipped"]["left_out"] for s in card] == [{"not category in prescription": 30}, {"not category in benign/harmful": 20}]
     assert card[0]["asked"] == {"count": 8, "where": "category in prescription"}
-    assert "10 (30 not selected)" in P.card_markdown(prepared.card)
+    markdown = P.card_markdown(prepared.card)
+    assert "0 (+30 left out)" in markdown and f"left out of {pairs} on purpose (not category in prescription): 30" in markdown
     for where, message in (({"categry": ["benign"]}, "no record has the field 'categry'"), ({"category": ["Benign"]}, "no record matches")):
         with pytest.raises(ValueError, match=message):
             P.prepare(data([SourceConfig(kind="preference", path=str(pairs), where=where)]), rejected=True)

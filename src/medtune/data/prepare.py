@@ -109,7 +109,7 @@ def prepare(cfg: DataConfig, tokenizer=None, rejected: bool = True) -> Prepared:
     for i, src in enumerate(loading):
         loading.set_postfix_str(f"{src.kind}:{Path(src.path).name}")
         skips = SkipLog()
-        loaded, not_selected = select(load_source(src, cfg.on_error, skips), src.where, f"data.sources[{i}].where")
+        loaded = select(load_source(src, cfg.on_error, skips), src.where, f"data.sources[{i}].where", skips)
         for r in loaded:
             origin.setdefault(f"{r.source}/{r.id}", i)
         sources_card.append(
@@ -118,7 +118,6 @@ def prepare(cfg: DataConfig, tokenizer=None, rejected: bool = True) -> Prepared:
                 "path": src.path,
                 "names": sorted({r.source for r in loaded}),
                 "records_loaded": len(loaded),
-                "not_selected": not_selected,
                 "skipped": skips.to_dict(),
                 "changed": _load_changes(loaded),
                 "asked": _asked(src),
@@ -233,12 +232,13 @@ def input_hash(src: SourceConfig) -> str | None:
     return h.hexdigest()
 
 
-def select(records: list[Record], where: dict[str, list[str]], name: str) -> tuple[list[Record], int]:
-    """``(records whose fields hold one of the values asked, how many were not)``; a field is a ``Record``
-    attribute or a key of its ``meta``. A field no record has, or a ``where`` that keeps nothing, is an error
-    naming ``name`` (a typo must not empty a source unseen)."""
+def select(records: list[Record], where: dict[str, list[str]], name: str, skips: SkipLog) -> list[Record]:
+    """The records whose fields hold one of the values asked; the others are counted as left out on purpose
+    (``skips.left_out``, as an adapter's filter option is). A field is a ``Record`` attribute or a key of its
+    ``meta``. A field no record has, or a ``where`` that keeps nothing, is an error naming ``name`` (a typo must
+    not empty a source unseen)."""
     if not where:
-        return records, 0
+        return records
     attributes = set(Record.__dataclass_fields__) - {"meta"}
 
     def value(r: Record, field: str):
@@ -251,15 +251,21 @@ def select(records: list[Record], where: dict[str, list[str]], name: str) -> tup
     kept = [r for r in records if all(str(value(r, f)) in values for f, values in wanted.items())]
     if records and not kept:
         raise ValueError(f"{name}: no record matches {where}")
-    return kept, len(records) - len(kept)
+    if len(kept) < len(records):
+        skips.left_out[f"not {_where_text(where)}"] += len(records) - len(kept)
+    return kept
 
 
 def _asked(src: SourceConfig) -> dict:
     """What the config asks of a source's share of the mixture ({} = every record)."""
     asked = {name: getattr(src, name) for name in ("count", "weight", "fraction") if getattr(src, name) is not None}
     if src.where:
-        asked["where"] = " and ".join(f"{field} in {'/'.join(map(str, values))}" for field, values in src.where.items())
+        asked["where"] = _where_text(src.where)
     return {**asked, "replace": True} if src.replace else asked
+
+
+def _where_text(where: dict[str, list[str]]) -> str:
+    return " and ".join(f"{field} in {'/'.join(map(str, values))}" for field, values in where.items())
 
 
 def answer_words(records: list[Record]) -> dict[str, list[int]]:
@@ -325,7 +331,7 @@ def card_markdown(card: dict) -> str:
     sources = [
         [
             f"{s['kind']}:{s['path']}",
-            s["records_loaded"] if not s.get("not_selected") else f"{s['records_loaded']} ({s['not_selected']} not selected)",
+            s["records_loaded"],
             _counts(s["asked"]) or "all",
             s["records_available"],
             s["records_used"],

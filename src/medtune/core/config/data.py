@@ -42,8 +42,8 @@ class SourceConfig(Section):
     where: dict[str, list[str]] = {}
     """Keep only the records whose field holds one of the values (a record field such as ``source``, or a key of
     its ``meta``, e.g. a preference file's ``category``), before cleaning and the mixture; the rest are counted in the
-    data card (``not_selected``), never dropped unseen. Loading one file as several sources with disjoint ``where``
-    gives each part its own share (``count``/``weight``)."""
+    data card (``skipped.left_out``, as an adapter's filter option's are), never dropped unseen. Loading one file as
+    several sources with disjoint ``where`` gives each part its own share (``count``/``weight``)."""
 
     @model_validator(mode="after")
     def _one_share(self) -> SourceConfig:
